@@ -1,0 +1,5 @@
+"""Entry point for `python -m lbsync`."""
+
+from lbsync.cli import main
+
+raise SystemExit(main())

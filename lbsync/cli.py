@@ -1,0 +1,165 @@
+"""The `lbsync` command line: subcommands, exit codes, and one-line errors.
+
+Exit codes: 0 success (changed or unchanged), 1 the sync failed, 2 usage or configuration
+error. Errors print one line naming the cause; tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lbsync import __version__, config, files, logs, render
+from lbsync.errors import EXIT_OK, LbsyncError
+
+EPILOG = """\
+exit codes:
+  0  success (changed or unchanged)
+  1  the sync failed (cluster unreachable, Service missing, nginx -t or reload failed,
+     too few eligible nodes); the NGINX file on disk is left as it was
+  2  usage or configuration error
+
+The configuration file is -c/--config, else $LBSYNC_CONFIG, else /etc/lbsync/config.yaml.
+"""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # Accepted before and after the subcommand; the subcommand's copy must not reset the
+    # value given before it, hence SUPPRESS there.
+    default: Any = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "-c", "--config", metavar="FILE", default=default,
+        help="configuration file (default: $LBSYNC_CONFIG or /etc/lbsync/config.yaml)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+        help="debug logging, and a traceback on unexpected errors",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lbsync",
+        description="Keep an NGINX load balancer's upstreams in step with a Kubernetes cluster's "
+        "nodes and node ports.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lbsync {__version__}")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name: str, help_text: str, func: Handler, description: str) -> Any:
+        p = sub.add_parser(
+            name, help=help_text, description=description, epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _common(p, top=False)
+        p.set_defaults(func=func)
+        return p
+
+    command(
+        "once", "sync once: read the cluster, write, test and reload NGINX", cmd_once,
+        "Read the cluster, write the NGINX upstream file if it changed, check it with the test "
+        "command, reload NGINX, and print one line per upstream. If the file is unchanged, "
+        "nothing is written and NGINX is not reloaded. If the test or the reload fails, the "
+        "previous file is put back.",
+    )
+    command(
+        "render", "print the upstream file that `once` would write; change nothing", cmd_render,
+        "Read the cluster and print the NGINX upstream file to stdout. Touches no file and "
+        "does not run nginx.",
+    )
+    _register_optional(sub)
+    return parser
+
+
+def _register_optional(sub: Any) -> None:
+    """Subcommands that live in their own modules, added when those modules are present."""
+    for module, attr in (("lbsync.daemon_cli", "register"), ("lbsync.bootstrap.cli", "register"),
+                         ("lbsync.demo", "register")):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module.startswith(exc.name):
+                continue
+            raise
+        getattr(mod, attr)(sub)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def load_config(args: argparse.Namespace) -> config.Config:
+    cfg = config.load(config.config_path(args.config))
+    logs.setup(cfg.log, level="debug" if args.debug else None)
+    return cfg
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from lbsync.kube import Kube, retrying
+    from lbsync.sync import fetch_snapshot, sync_pass
+
+    cfg = load_config(args)
+    template = render.load_template(cfg.nginx.template)
+    kube = Kube.from_config(cfg.kubernetes)
+    try:
+        with files.locked(cfg.nginx.output):
+            snapshot = retrying(attempts=3, max_wait=2.0)(fetch_snapshot, kube, cfg)
+            result = sync_pass(snapshot, cfg, template)
+    except files.Locked:
+        return _ask_daemon(cfg)
+    finally:
+        kube.close()
+    for line in result.lines():
+        print(line)
+    return EXIT_OK
+
+
+def _ask_daemon(cfg: config.Config) -> int:
+    """Another process holds the lock: a running daemon syncs for us, if it can."""
+    from lbsync.daemon_cli import trigger_sync
+
+    return trigger_sync(cfg)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from lbsync.kube import Kube, retrying
+    from lbsync.sync import compute, fetch_snapshot
+
+    cfg = load_config(args)
+    template = render.load_template(cfg.nginx.template)
+    kube = Kube.from_config(cfg.kubernetes)
+    try:
+        snapshot = retrying(attempts=3, max_wait=2.0)(fetch_snapshot, kube, cfg)
+    finally:
+        kube.close()
+    _, text = compute(snapshot, cfg, template)
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LbsyncError as exc:
+        if args.debug:
+            raise
+        print(f"lbsync: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: still one line, unless --debug
+        if args.debug:
+            raise
+        print(f"lbsync: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+              file=sys.stderr)
+        return 1
+

@@ -1,0 +1,168 @@
+"""The desired state: which nodes are eligible, and the upstreams built from them. Pure.
+
+Node rules follow the Kubernetes cloud-provider service controller for external load balancers
+(not deleting, no exclude label, no autoscaler deletion taint) and add health (Ready) because
+NGINX open source has no active health checks. Cordoned nodes stay in, so draining a node does
+not cut the connections it still carries. Every address is parsed and every name checked here:
+cluster objects are untrusted input, and only what passes reaches the NGINX file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from lbsync.config import Config, NodesConfig, UpstreamConfig
+from lbsync.errors import SyncError
+from lbsync.model import AUTOSCALER_TAINT, Node, Service, Snapshot
+
+# DNS-1123 subdomain: what Kubernetes allows for a Node name.
+NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# What Go's strconv.ParseBool reads as false, as the service controller parses the label.
+FALSE_VALUES = {"false", "f", "0", "FALSE", "False", "F"}
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Reason(StrEnum):
+    """Why a node is in or out. The value is what status pages and logs show."""
+
+    ELIGIBLE = "eligible"
+    DELETING = "deleting"
+    EXCLUDED_LABEL = "excluded-by-label"
+    AUTOSCALER_TAINT = "to-be-deleted-by-autoscaler"
+    NOT_READY = "not-ready"
+    NO_ADDRESS = "no-address"
+    BAD_ADDRESS = "bad-address"
+    BAD_NAME = "bad-name"
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    name: str
+    reason: Reason
+    address: IPAddress | None = None
+    detail: str = ""
+
+    @property
+    def eligible(self) -> bool:
+        return self.reason is Reason.ELIGIBLE
+
+
+@dataclass(frozen=True)
+class Server:
+    address: IPAddress
+    port: int
+    node: str
+
+    @property
+    def hostport(self) -> str:
+        if self.address.version == 6:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.address.version, int(self.address), self.port)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    port: int
+    servers: tuple[Server, ...]
+    source: str  # "namespace/name:port" or "node_port"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a sync pass decided: the upstreams and the verdict for every node."""
+
+    upstreams: tuple[Upstream, ...]
+    verdicts: tuple[NodeVerdict, ...]
+
+    @property
+    def eligible_count(self) -> int:
+        return sum(1 for v in self.verdicts if v.eligible)
+
+
+def node_verdict(node: Node, rules: NodesConfig) -> NodeVerdict:
+    """Decide one node. The first rule that fails names the reason."""
+    if not NODE_NAME.match(node.name) or len(node.name) > 253:
+        return NodeVerdict(node.name, Reason.BAD_NAME, detail="not a valid node name")
+    if node.deleting:
+        return NodeVerdict(node.name, Reason.DELETING)
+    if node.exclude_label is not None and node.exclude_label not in FALSE_VALUES:
+        return NodeVerdict(node.name, Reason.EXCLUDED_LABEL)
+    if AUTOSCALER_TAINT in node.taints:
+        return NodeVerdict(node.name, Reason.AUTOSCALER_TAINT)
+    if rules.require_ready and node.ready != "True":
+        return NodeVerdict(node.name, Reason.NOT_READY, detail=f"Ready={node.ready}")
+    raw = node.address(rules.address_type)
+    if raw is None:
+        return NodeVerdict(node.name, Reason.NO_ADDRESS, detail=f"no {rules.address_type}")
+    address = parse_address(raw)
+    if address is None:
+        return NodeVerdict(node.name, Reason.BAD_ADDRESS, detail=f"{rules.address_type} {raw!r}")
+    return NodeVerdict(node.name, Reason.ELIGIBLE, address=address)
+
+
+def parse_address(raw: str) -> IPAddress | None:
+    """A plain unicast IP address, or None. Scoped IPv6 (`%eth0`) is refused: it is host-local."""
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return None
+    if address.is_multicast or address.is_unspecified:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return None
+    return address
+
+
+def node_port_for(upstream: UpstreamConfig, services: Mapping[str, Service]) -> int:
+    """The port an upstream's servers use: fixed, or the Service port's nodePort."""
+    if upstream.node_port is not None:
+        return upstream.node_port
+    service = services.get(upstream.service_ref)
+    if service is None:
+        raise SyncError(f"upstream {upstream.name}: Service {upstream.service_ref} not found")
+    # A number names the Service port by number, a string by its name (as targetPort does).
+    wanted = "port" if isinstance(upstream.port, int) else "name"
+    for port in service.ports:
+        if getattr(port, wanted) != upstream.port:
+            continue
+        if port.node_port is None:
+            raise SyncError(
+                f"upstream {upstream.name}: Service {service.ref} port {upstream.port} "
+                f"has no nodePort (type {service.type})"
+            )
+        return port.node_port
+    raise SyncError(
+        f"upstream {upstream.name}: Service {service.ref} has no port {upstream.port!r}"
+    )
+
+
+def plan(snapshot: Snapshot, config: Config) -> Plan:
+    """Turn a cluster snapshot into the upstreams to write. Raises SyncError when refusing."""
+    verdicts = tuple(
+        node_verdict(snapshot.nodes[name], config.nodes) for name in sorted(snapshot.nodes)
+    )
+    eligible = [v for v in verdicts if v.eligible]
+    if len(eligible) < config.nodes.min_nodes:
+        raise SyncError(
+            f"only {len(eligible)} eligible node(s) of {len(verdicts)}, "
+            f"fewer than nodes.min_nodes={config.nodes.min_nodes}; keeping the current file"
+        )
+    upstreams = []
+    for up in config.upstreams:
+        port = node_port_for(up, snapshot.services)
+        servers = sorted(
+            (Server(v.address, port, v.name) for v in eligible if v.address is not None),
+            key=Server.sort_key,
+        )
+        source = "node_port" if up.node_port is not None else f"{up.service_ref}:{up.port}"
+        upstreams.append(Upstream(up.name, port, tuple(servers), source))
+    return Plan(tuple(upstreams), verdicts)

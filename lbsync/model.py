@@ -1,0 +1,126 @@
+"""The few fields of Nodes and Services that lbsync uses, reduced from raw API JSON.
+
+Reducing each object as soon as it arrives keeps memory flat however much the cluster puts in
+a Node (images, nodeInfo, ...). Values are copied as they come: nothing here is trusted yet;
+`lbsync.desired` validates addresses and names before anything can reach NGINX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+AUTOSCALER_TAINT = "ToBeDeletedByClusterAutoscaler"
+ADDRESS_TYPES = ("InternalIP", "ExternalIP")
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    ready: str = "Unknown"  # the Ready condition's status: "True", "False" or "Unknown"
+    deleting: bool = False
+    exclude_label: str | None = None  # value of the exclude label, None when absent
+    taints: tuple[str, ...] = ()  # taint keys
+    addresses: tuple[tuple[str, str], ...] = ()  # (type, address) for InternalIP/ExternalIP
+    unschedulable: bool = False
+
+    def address(self, address_type: str) -> str | None:
+        for kind, value in self.addresses:
+            if kind == address_type:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    name: str = ""
+    node_port: int | None = None
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    type: str = "ClusterIP"
+    ports: tuple[ServicePort, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What lbsync knows of the cluster at one moment: the input of a sync pass."""
+
+    nodes: Mapping[str, Node] = field(default_factory=dict)
+    services: Mapping[str, Service] = field(default_factory=dict)  # keyed by "namespace/name"
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def node_from_json(obj: Mapping[str, Any]) -> Node:
+    """Reduce a Node as the API returns it. Malformed parts read as absent."""
+    meta = _dict(obj.get("metadata"))
+    spec = _dict(obj.get("spec"))
+    status = _dict(obj.get("status"))
+    labels = _dict(meta.get("labels"))
+    exclude = labels.get(EXCLUDE_LABEL)
+    ready = "Unknown"
+    for cond in _list(status.get("conditions")):
+        cond = _dict(cond)
+        if cond.get("type") == "Ready":
+            ready = str(cond.get("status", "Unknown"))
+    addresses = tuple(
+        (str(a.get("type")), str(a.get("address", "")))
+        for a in map(_dict, _list(status.get("addresses")))
+        if a.get("type") in ADDRESS_TYPES
+    )
+    return Node(
+        name=str(meta.get("name", "")),
+        ready=ready,
+        deleting=meta.get("deletionTimestamp") is not None,
+        exclude_label=None if exclude is None else str(exclude),
+        taints=tuple(str(_dict(t).get("key", "")) for t in _list(spec.get("taints"))),
+        addresses=addresses,
+        unschedulable=bool(spec.get("unschedulable", False)),
+    )
+
+
+def service_from_json(obj: Mapping[str, Any]) -> Service:
+    """Reduce a Service as the API returns it. Malformed ports are dropped."""
+    meta = _dict(obj.get("metadata"))
+    spec = _dict(obj.get("spec"))
+    ports = []
+    for p in map(_dict, _list(spec.get("ports"))):
+        port, node_port = p.get("port"), p.get("nodePort")
+        if not isinstance(port, int) or not _is_port(port):
+            continue
+        ports.append(
+            ServicePort(
+                port=port,
+                name=str(p.get("name") or ""),
+                node_port=node_port if _is_port(node_port) else None,
+                protocol=str(p.get("protocol") or "TCP"),
+            )
+        )
+    return Service(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        type=str(spec.get("type") or "ClusterIP"),
+        ports=tuple(ports),
+    )
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535

@@ -1,0 +1,1 @@
+"""A lab on loopback: a private nginx and stand-in nodes, for tests, the demo and benchmarks."""

@@ -1,0 +1,394 @@
+"""Sequencing: `apply`, the waits, `--write-kubeconfig`, and `uninstall`.
+
+Owns the order of steps (CRDs, namespaces, RBAC, Helm, then the Gateway API objects), turning
+each into `Result`s (done/unchanged/failed), polling waits with timeouts and hints, and the
+reverse order for uninstall. Talks to the cluster and helm only through `Cluster` and `Helm`,
+so it can be driven against the emulator or a fake.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+from lbsync.bootstrap import conditions, crds, helm, manifests
+from lbsync.bootstrap.conditions import Verdict
+from lbsync.bootstrap.config import BootstrapConfig, ConfigError
+from lbsync.bootstrap.helm import Helm, HelmError
+from lbsync.bootstrap.kube import Cluster, KubeError
+from lbsync.bootstrap.manifests import Obj, ref
+from lbsync.bootstrap.plan import needs_apply, resource_version
+from lbsync.bootstrap.report import Report, Result, Status
+
+CRD_API = "apiextensions.k8s.io/v1"
+GW_API = manifests.GATEWAY_API_VERSION
+Step = Callable[["Context", bool], Iterator[Result]]
+
+
+@dataclass
+class Context:
+    """What every step needs; `sleep`/`clock` are injectable so waits test quickly."""
+
+    cfg: BootstrapConfig
+    cluster: Cluster
+    helm: Helm
+    poll_interval: float = 1.0
+    crd_timeout: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    on_result: Callable[[Result], None] = field(default=lambda r: None)
+
+
+# ---- objects ---------------------------------------------------------------------------------
+
+def apply_object(ctx: Context, obj: Obj, dry_run: bool, *, force: bool = False) -> Result:
+    """Server-side apply one object; changed iff it is new or its resourceVersion moved."""
+    meta = obj["metadata"]
+    live = ctx.cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+    if dry_run:
+        if not needs_apply(obj, live):
+            return Result(ref(obj), Status.UNCHANGED)
+        return Result(ref(obj), Status.WOULD_CHANGE, "would create" if live is None
+                      else "would update")
+    applied = ctx.cluster.apply(obj, force=force)
+    if live is not None and resource_version(live) == resource_version(applied):
+        return Result(ref(obj), Status.UNCHANGED)
+    return Result(ref(obj), Status.DONE, "created" if live is None else "updated")
+
+
+def apply_objects(ctx: Context, objs: list[Obj], dry_run: bool) -> Iterator[Result]:
+    for obj in objs:
+        yield apply_object(ctx, obj, dry_run)
+
+
+# ---- waits -----------------------------------------------------------------------------------
+
+def wait_for(ctx: Context, name: str, fetch: Callable[[], Obj | None],
+             judge: Callable[[Obj | None], Verdict], timeout: float) -> Result:
+    """Poll until `judge` says ready or time runs out; the last verdict explains a timeout."""
+    deadline = ctx.clock() + timeout
+    while True:
+        verdict = judge(fetch())
+        if verdict.ok:
+            return Result(name, Status.READY)
+        if ctx.clock() >= deadline:
+            return Result(name, Status.FAILED,
+                          f"not ready after {timeout:.0f}s: {verdict.message}", verdict.hint)
+        ctx.sleep(ctx.poll_interval)
+
+
+def _getter(ctx: Context, api_version: str, kind: str, name: str,
+            namespace: str | None = None) -> Callable[[], Obj | None]:
+    return lambda: ctx.cluster.get(api_version, kind, name, namespace)
+
+
+def wait_deployments(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    if dry_run:
+        return
+    ns = ctx.cfg.namespace
+    for name in ctx.cfg.deployments:
+        yield wait_for(ctx, f"Deployment/{ns}/{name} available",
+                       _getter(ctx, "apps/v1", "Deployment", name, ns),
+                       partial(conditions.deployment, name=name), ctx.cfg.wait_timeout)
+
+
+def wait_gateway_api(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    if dry_run:
+        return
+    cfg, timeout = ctx.cfg, ctx.cfg.wait_timeout
+    yield wait_for(ctx, f"GatewayClass/{cfg.gateway_class} Accepted",
+                   _getter(ctx, GW_API, "GatewayClass", cfg.gateway_class),
+                   lambda o: conditions.gateway_class(o, cfg.gateway_class), timeout)
+    gw_ref = f"{cfg.namespace}/{cfg.gateway}"
+    yield wait_for(ctx, f"Gateway/{gw_ref} Accepted+Programmed",
+                   _getter(ctx, GW_API, "Gateway", cfg.gateway, cfg.namespace),
+                   lambda o: conditions.gateway(o, gw_ref), timeout)
+    for route in cfg.routes:
+        r_ref = f"{route.namespace}/{route.object_name}"
+        yield wait_for(ctx, f"HTTPRoute/{r_ref} Accepted+ResolvedRefs+Programmed",
+                       _getter(ctx, GW_API, "HTTPRoute", route.object_name, route.namespace),
+                       partial(conditions.http_route, ref=r_ref, gateway_name=cfg.gateway,
+                               gateway_ns=cfg.namespace), timeout)
+
+
+# ---- CRDs ------------------------------------------------------------------------------------
+
+def load_bundle(cfg: BootstrapConfig) -> list[Obj]:
+    source = cfg.crds_source
+    if cfg.gateway_api_crds_file:
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--gateway-api-crds {source}: {exc.strerror}") from None
+    else:
+        try:
+            with urllib.request.urlopen(source, timeout=30) as resp:
+                text = resp.read().decode("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"Gateway API bundle {source}: cannot download ({exc}); "
+                              "use --gateway-api-crds FILE on hosts without internet") from None
+    return crds.parse_bundle(text, source)
+
+
+def apply_crds(ctx: Context, bundle: list[Obj], dry_run: bool) -> Iterator[Result]:
+    """Install or upgrade the pinned bundle, never downgrade, then wait for Established."""
+    applied: list[str] = []
+    for crd in bundle:
+        name = crd["metadata"]["name"]
+        plan = crds.decide(crd, ctx.cluster.get(CRD_API, "CustomResourceDefinition", name))
+        what = f"CustomResourceDefinition/{name}"
+        if plan.decision is crds.CrdDecision.NEWER:
+            yield Result(what, Status.SKIPPED, f"installed {plan.installed} is newer than "
+                         f"{plan.wanted}; not downgrading")
+            continue
+        if plan.decision is crds.CrdDecision.SAME:
+            yield Result(what, Status.UNCHANGED, f"{plan.installed} installed")
+            continue
+        # Force: the bundle is pinned and authoritative for these fields, and a previous
+        # `kubectl apply` of the same bundle would otherwise conflict on every field.
+        result = apply_object(ctx, crd, dry_run, force=True)
+        yield Result(what, result.status, _crd_message(result, plan))
+        applied.append(name)
+    if dry_run:
+        return
+    for name in applied:
+        yield wait_for(ctx, f"CustomResourceDefinition/{name} Established",
+                       _getter(ctx, CRD_API, "CustomResourceDefinition", name),
+                       partial(conditions.crd, name=name), ctx.crd_timeout)
+
+
+def _crd_message(result: Result, plan: crds.CrdPlan) -> str:
+    if result.status is Status.UNCHANGED:
+        return plan.wanted or ""
+    if plan.installed:
+        return f"{plan.installed} -> {plan.wanted}"
+    return f"{result.message} {plan.wanted or ''}".strip()
+
+
+def step_gateway_api_crds(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    yield from apply_crds(ctx, load_bundle(ctx.cfg), dry_run)
+
+
+# ---- Helm ------------------------------------------------------------------------------------
+
+def step_helm(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    cfg = ctx.cfg
+    yield _helm_repo(ctx, dry_run)
+    release = ctx.helm.release(cfg.release, cfg.namespace)
+    live_values = ctx.helm.values(cfg.release, cfg.namespace) if release else None
+    values = manifests.helm_values(cfg)
+    what = f"helm release {cfg.namespace}/{cfg.release} ({helm.chart_ref(cfg)})"
+    if helm.release_up_to_date(cfg, release, live_values, values):
+        yield Result(what, Status.UNCHANGED, "deployed with these values")
+        return
+    if dry_run:
+        yield Result(what, Status.WOULD_CHANGE, "would upgrade" if release else "would install")
+        return
+    if release is not None:
+        # Helm installs a chart's CRDs on first install only; an upgrade must bring them itself.
+        text = ctx.helm.show_crds(cfg)
+        if text.strip():
+            for crd in crds.parse_bundle(text, f"helm show crds {cfg.chart}"):
+                yield apply_object(ctx, crd, dry_run, force=True)
+    yield _helm_upgrade(ctx, what, values, upgrading=release is not None)
+
+
+def _helm_repo(ctx: Context, dry_run: bool) -> Result:
+    cfg = ctx.cfg
+    what = f"helm repo {cfg.repo_name}"
+    if helm.repo_present(ctx.helm.repos(), cfg.repo_name, cfg.repo_url):
+        return Result(what, Status.UNCHANGED, cfg.repo_url)
+    if dry_run:
+        return Result(what, Status.WOULD_CHANGE, f"would add {cfg.repo_url}")
+    ctx.helm.run("repo", "add", cfg.repo_name, cfg.repo_url, "--force-update")
+    return Result(what, Status.DONE, f"added {cfg.repo_url}")
+
+
+def _helm_upgrade(ctx: Context, what: str, values: Obj, *, upgrading: bool) -> Result:
+    with tempfile.TemporaryDirectory(prefix="lbsync-bootstrap-") as tmp:
+        values_file = os.path.join(tmp, "values.yaml")
+        Path(values_file).write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+        argv = helm.upgrade_argv(ctx.cfg, values_file, ctx.cfg.wait_timeout)
+        ctx.helm.run(*argv, timeout=ctx.cfg.wait_timeout + 60)
+    return Result(what, Status.DONE, "upgraded" if upgrading else "installed")
+
+
+# ---- apply -----------------------------------------------------------------------------------
+
+def step_cluster_objects(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    yield from apply_objects(ctx, manifests.cluster_objects(ctx.cfg), dry_run)
+
+
+def step_gateway_objects(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    yield from apply_objects(ctx, manifests.gateway_objects(ctx.cfg), dry_run)
+
+
+APPLY_STEPS: list[tuple[str, Step]] = [
+    ("Gateway API CRDs", step_gateway_api_crds),
+    ("namespaces and lbsync access", step_cluster_objects),
+    ("Kong (helm)", step_helm),
+    ("Kong Deployments", wait_deployments),
+    ("GatewayClass, Gateway, HTTPRoutes", step_gateway_objects),
+    ("Gateway API status", wait_gateway_api),
+]
+
+
+def run_steps(ctx: Context, report: Report, steps: list[tuple[str, Step]], dry_run: bool,
+              *, keep_going: bool = False) -> Report:
+    """Run steps in order, streaming results; stop at the first failure unless told not to."""
+    for label, step in steps:
+        try:
+            for result in step(ctx, dry_run):
+                _record(ctx, report, result)
+        except (KubeError, HelmError, ConfigError) as exc:
+            _record(ctx, report, Result(label, Status.FAILED, str(exc)))
+        if report.failed and not keep_going:
+            break
+    return report
+
+
+def _record(ctx: Context, report: Report, result: Result) -> None:
+    report.add(result)
+    ctx.on_result(result)
+
+
+def apply(ctx: Context, dry_run: bool = False) -> Report:
+    return run_steps(ctx, Report("apply"), APPLY_STEPS, dry_run)
+
+
+# ---- kubeconfig for the gateway host ---------------------------------------------------------
+
+def read_token(ctx: Context, timeout: float) -> tuple[str, bytes | None]:
+    """Wait for the token controller to fill the Secret; return (token, CA PEM or None)."""
+    cfg = ctx.cfg
+    name = manifests.token_secret_name(cfg)
+    fetch = _getter(ctx, "v1", "Secret", name, cfg.access_namespace)
+    result = wait_for(ctx, f"Secret/{cfg.access_namespace}/{name}", fetch, _token_verdict,
+                      timeout)
+    if result.status.failed:
+        raise KubeError(f"Secret/{cfg.access_namespace}/{name}", None,
+                        "the token controller has not filled in a token; "
+                        "is the ServiceAccount there and the controller-manager running?")
+    data = (fetch() or {}).get("data") or {}
+    token = base64.b64decode(data["token"]).decode("utf-8")
+    ca = base64.b64decode(data["ca.crt"]) if data.get("ca.crt") else None
+    return token, ca
+
+
+def _token_verdict(obj: Obj | None) -> Verdict:
+    if obj and ((obj.get("data") or {}).get("token")):
+        return conditions.READY
+    return Verdict(False, "no token yet")
+
+
+def write_private(path: str, text: str) -> None:
+    """Write a file only its owner can read, atomically (it holds a credential)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_kubeconfig(ctx: Context, server: str, admin_ca: bytes | None, insecure: bool,
+                     path: str, config_path: str | None, kubeconfig_ref: str) -> list[Result]:
+    token, ca = read_token(ctx, min(ctx.cfg.wait_timeout, 60.0))
+    doc = manifests.render_kubeconfig(server, ca or admin_ca, token, insecure=insecure)
+    write_private(path, yaml.safe_dump(doc, sort_keys=False))
+    results = [Result(f"kubeconfig {path}", Status.DONE,
+                      f"ServiceAccount {ctx.cfg.access_namespace}/{ctx.cfg.service_account} "
+                      f"at {server}")]
+    if config_path:
+        conf = manifests.render_lbsync_config(ctx.cfg, kubeconfig_ref)
+        write_private(config_path, yaml.safe_dump(conf, sort_keys=False))
+        results.append(Result(f"lbsync config {config_path}", Status.DONE,
+                              f"kubeconfig {kubeconfig_ref}"))
+    return results
+
+
+# ---- uninstall -------------------------------------------------------------------------------
+
+def _delete(ctx: Context, api_version: str, kind: str, name: str,
+            namespace: str | None = None) -> Result:
+    what = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+    if ctx.cluster.delete(api_version, kind, name, namespace):
+        return Result(what, Status.DELETED)
+    return Result(what, Status.ABSENT)
+
+
+def step_delete_gateway_objects(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    for obj in reversed(manifests.gateway_objects(ctx.cfg)):
+        meta = obj["metadata"]
+        yield _delete(ctx, obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+
+
+def step_helm_uninstall(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    cfg = ctx.cfg
+    what = f"helm release {cfg.namespace}/{cfg.release}"
+    if ctx.cluster.get("v1", "Namespace", cfg.namespace) is None:
+        yield Result(what, Status.ABSENT, f"namespace {cfg.namespace} does not exist")
+        return
+    if ctx.helm.release(cfg.release, cfg.namespace) is None:
+        yield Result(what, Status.ABSENT)
+        return
+    ctx.helm.run("uninstall", cfg.release, "-n", cfg.namespace, "--wait",
+                 timeout=cfg.wait_timeout + 60)
+    yield Result(what, Status.DELETED)
+
+
+def step_delete_access(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    for obj in reversed(manifests.access_objects(ctx.cfg)):
+        meta = obj["metadata"]
+        yield _delete(ctx, obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+
+
+def step_delete_namespaces(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    for ns in reversed(manifests.cluster_objects(ctx.cfg)):
+        if ns["kind"] != "Namespace":
+            continue
+        name = ns["metadata"]["name"]
+        live = ctx.cluster.get("v1", "Namespace", name)
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        if live is not None and not manifests.MANAGED_LABELS.items() <= labels.items():
+            # Someone else's namespace (e.g. `default`): never delete what we did not create.
+            yield Result(f"Namespace/{name}", Status.SKIPPED, "not created by lbsync bootstrap")
+            continue
+        yield _delete(ctx, "v1", "Namespace", name)
+
+
+def step_purge_crds(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    found = False
+    for crd in ctx.cluster.list(CRD_API, "CustomResourceDefinition"):
+        if (crd.get("spec") or {}).get("group") == manifests.GATEWAY_API_GROUP:
+            found = True
+            yield _delete(ctx, CRD_API, "CustomResourceDefinition", crd["metadata"]["name"])
+    if not found:
+        yield Result("Gateway API CRDs", Status.ABSENT)
+
+
+def uninstall(ctx: Context, purge: bool = False) -> Report:
+    steps: list[tuple[str, Step]] = [
+        ("GatewayClass, Gateway, HTTPRoutes", step_delete_gateway_objects),
+        ("Kong (helm)", step_helm_uninstall),
+        ("lbsync access", step_delete_access),
+        ("namespaces", step_delete_namespaces),
+    ]
+    if purge:
+        steps.append(("Gateway API CRDs", step_purge_crds))
+    # Keep going: a partial install must still be cleaned up as far as possible.
+    return run_steps(ctx, Report("uninstall"), steps, False, keep_going=True)

@@ -1,0 +1,300 @@
+"""The `lbsync bootstrap` command line: render, check, apply, verify, doctor, uninstall.
+
+Owns argument parsing, building the config from file + flags, constructing the cluster and helm
+edges, output selection (people or `-o json`), and the exit-code contract:
+0 ok (changed or unchanged), 1 failed, 2 usage/config error, 3 checks passed with warnings.
+Failures print one line naming the object; tracebacks only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from lbsync.bootstrap import actions, checks, doctor, manifests, verify
+from lbsync.bootstrap.config import (
+    BootstrapConfig,
+    ConfigError,
+    config_from_mapping,
+    parse_route,
+    validate,
+)
+from lbsync.bootstrap.helm import Helm, HelmError
+from lbsync.bootstrap.kube import ApiCluster, KubeError
+from lbsync.bootstrap.report import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Report,
+    Result,
+    Status,
+    format_result,
+    write_human,
+    write_json,
+)
+
+Handler = Callable[[argparse.Namespace], int]
+DEFAULT_HOST_KUBECONFIG = "/etc/lbsync/kubeconfig"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `bootstrap` and its sub-commands to the main CLI."""
+    common = _common_parser()
+    parser = subparsers.add_parser(
+        "bootstrap", help="install Kong + Gateway API and lbsync's access into a cluster",
+        description="From an empty cluster to Kong serving through the Gateway API, "
+                    "idempotently, verified and reversible.")
+    sub = parser.add_subparsers(dest="bootstrap_command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("render", parents=[common], help="print every manifest and the Helm values")
+    p.add_argument("--with-crds", action="store_true",
+                   help="include the Gateway API CRD bundle (downloads it unless "
+                        "--gateway-api-crds is given)")
+    p.set_defaults(func=_guarded(cmd_render))
+
+    p = sub.add_parser("check", parents=[common], help="pre-flight checks (read-only)")
+    p.add_argument("--pre", action="store_true", default=True,
+                   help="checks before installing (the default and only mode)")
+    p.set_defaults(func=_guarded(cmd_check))
+
+    p = sub.add_parser("apply", parents=[common], help="install or update everything, then wait")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--write-kubeconfig", metavar="FILE",
+                   help="write a kubeconfig (mode 0600) for lbsync on the gateway host")
+    p.add_argument("--write-config", metavar="FILE",
+                   help="also write a matching lbsync config.yaml")
+    p.add_argument("--host-kubeconfig-path", default=DEFAULT_HOST_KUBECONFIG, metavar="PATH",
+                   help="where the kubeconfig will live on the gateway host, for --write-config "
+                        f"(default {DEFAULT_HOST_KUBECONFIG})")
+    p.add_argument("--server", metavar="URL",
+                   help="API server URL as the gateway host reaches it (default: the admin "
+                        "kubeconfig's)")
+    p.set_defaults(func=_guarded(cmd_apply))
+
+    p = sub.add_parser("verify", parents=[common], help="send test requests through the node port")
+    p.add_argument("--address", help="node address to probe (default: first Ready node's IP)")
+    p.add_argument("--port", type=int, help="port to probe (default: the node port)")
+    p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout, seconds")
+    p.set_defaults(func=_guarded(cmd_verify))
+
+    p = sub.add_parser("doctor", parents=[common], help="diagnose an install, with fixes")
+    p.set_defaults(func=_guarded(cmd_doctor))
+
+    p = sub.add_parser("uninstall", parents=[common], help="remove everything, in reverse order")
+    p.add_argument("--purge", action="store_true", help="also delete the Gateway API CRDs")
+    p.set_defaults(func=_guarded(cmd_uninstall))
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("cluster and output")
+    g.add_argument("--config", "-c", dest="bootstrap_config", metavar="FILE",
+                   help="bootstrap config file (YAML); flags override it")
+    g.add_argument("--kubeconfig", help="admin kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
+    g.add_argument("--context", help="kubeconfig context")
+    g.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    o = common.add_argument_group("overrides")
+    o.add_argument("--gateway-api-version", help="Gateway API bundle, e.g. v1.0.0")
+    o.add_argument("--gateway-api-crds", metavar="FILE", help="local standard-install.yaml")
+    o.add_argument("--chart-version", help="kong/ingress chart version")
+    o.add_argument("--namespace", help="Kong's namespace (default kong)")
+    o.add_argument("--node-port", type=int, help="proxy HTTP node port (default 32001)")
+    o.add_argument("--node-port-range", metavar="LOW-HIGH",
+                   help="the cluster's NodePort range (default 30000-32767)")
+    o.add_argument("--hostname", help="Gateway listener hostname (default: none)")
+    o.add_argument("--route", action="append", metavar="SPEC",
+                   help="'host/path -> namespace/service:port' (repeatable; replaces the "
+                        "config's routes)")
+    o.add_argument("--wait-timeout", type=float, metavar="SECONDS", help="per wait (default 300)")
+    return common
+
+
+# ---- config ----------------------------------------------------------------------------------
+
+def load_config(args: argparse.Namespace) -> BootstrapConfig:
+    data: Any = None
+    if args.bootstrap_config:
+        try:
+            data = yaml.safe_load(Path(args.bootstrap_config).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config {args.bootstrap_config}: {exc.strerror}") from None
+        except yaml.YAMLError:
+            raise ConfigError(f"config {args.bootstrap_config}: not valid YAML") from None
+    cfg = config_from_mapping(data)
+    return validate(replace(cfg, **_overrides(args)))
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    simple = {"gateway_api_version": "gateway_api_version",
+              "gateway_api_crds": "gateway_api_crds_file", "chart_version": "chart_version",
+              "namespace": "namespace", "node_port": "node_port", "hostname": "hostname",
+              "wait_timeout": "wait_timeout"}
+    for arg, name in simple.items():
+        if getattr(args, arg, None) is not None:
+            out[name] = getattr(args, arg)
+    if args.node_port_range:
+        out["node_port_range"] = config_from_mapping(
+            {"node_port_range": args.node_port_range}).node_port_range
+    if args.route:
+        out["routes"] = tuple(parse_route(r) for r in args.route)
+    return out
+
+
+# ---- plumbing --------------------------------------------------------------------------------
+
+def _guarded(handler: Handler) -> Handler:
+    """One clear line per failure and the exit-code contract; tracebacks only with --debug."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ConfigError as exc:
+            if args.debug:
+                raise
+            _error(f"error: {exc}")
+            return EXIT_USAGE
+        except (KubeError, HelmError) as exc:
+            if args.debug:
+                raise
+            _error(f"failed: {exc}")
+            return EXIT_FAILED
+        except Exception as exc:
+            if args.debug:
+                raise
+            _error(f"failed: unexpected {exc.__class__.__name__}: {exc} (rerun with --debug)")
+            return EXIT_FAILED
+    return run
+
+
+def _error(line: str) -> None:
+    sys.stderr.write(f"lbsync bootstrap: {line}\n")
+
+
+def _cluster(args: argparse.Namespace) -> ApiCluster:
+    return ApiCluster(args.kubeconfig, args.context)
+
+
+def _helm(args: argparse.Namespace) -> Helm:
+    return Helm(args.kubeconfig, args.context)
+
+
+def _context(args: argparse.Namespace, cfg: BootstrapConfig, out: TextIO) -> actions.Context:
+    ctx = actions.Context(cfg, _cluster(args), _helm(args))
+    if args.output == "text":
+        # Stream as steps finish: an apply can wait for minutes and people want to see progress.
+        ctx.on_result = lambda r: _print_result(r, out)
+    return ctx
+
+
+def _print_result(result: Result, out: TextIO) -> None:
+    out.write(format_result(result))
+    out.flush()
+
+
+def _finish(args: argparse.Namespace, report: Report, streamed: bool = False) -> int:
+    out = sys.stdout
+    if args.output == "json":
+        write_json(report, out)
+    elif streamed:
+        out.write(report.summary() + "\n")
+    else:
+        write_human(report, out)
+    return report.exit_code()
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+def cmd_render(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    objects = manifests.cluster_objects(cfg) + manifests.gateway_objects(cfg)
+    bundle = actions.load_bundle(cfg) if args.with_crds else []
+    values = manifests.helm_values(cfg)
+    if args.output == "json":
+        json.dump({"crds_source": cfg.crds_source, "crds": bundle, "helm": _helm_json(cfg, values),
+                   "objects": objects}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    out = sys.stdout
+    out.write(f"# Gateway API CRDs {cfg.gateway_api_version}: {cfg.crds_source}\n")
+    if bundle:
+        out.write(manifests.dump_all(bundle) + "---\n")
+    out.write(f"# Helm: helm upgrade --install {cfg.release} {cfg.chart} -n {cfg.namespace} "
+              f"--version {cfg.chart_version} -f values.yaml --wait\n# values.yaml:\n")
+    out.write("".join(f"#   {line}\n" for line in
+                      yaml.safe_dump(values, sort_keys=False).splitlines()))
+    out.write(manifests.dump_all(objects))
+    return 0
+
+
+def _helm_json(cfg: BootstrapConfig, values: dict[str, Any]) -> dict[str, Any]:
+    return {"release": cfg.release, "namespace": cfg.namespace, "chart": cfg.chart,
+            "version": cfg.chart_version, "repo": {"name": cfg.repo_name, "url": cfg.repo_url},
+            "values": values}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    return _finish(args, checks.run_pre(cfg, _cluster(args), _helm(args)))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    if args.write_config and not args.write_kubeconfig:
+        raise ConfigError("--write-config needs --write-kubeconfig")
+    ctx = _context(args, cfg, sys.stdout)
+    report = actions.apply(ctx, dry_run=args.dry_run)
+    if args.write_kubeconfig and not report.failed and not args.dry_run:
+        try:
+            cluster = ctx.cluster
+            assert isinstance(cluster, ApiCluster)
+            ep = cluster.endpoint()
+            for result in actions.write_kubeconfig(
+                    ctx, args.server or ep.server, ep.ca_pem, ep.insecure, args.write_kubeconfig,
+                    args.write_config, args.host_kubeconfig_path):
+                report.add(result)
+                ctx.on_result(result)
+        except (KubeError, OSError) as exc:
+            failed = Result(f"kubeconfig {args.write_kubeconfig}", Status.FAILED,
+                            str(exc))
+            report.add(failed)
+            ctx.on_result(failed)
+    report.extra["dry_run"] = bool(args.dry_run)
+    return _finish(args, report, streamed=True)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    cluster = None if args.address else _cluster(args)
+    return _finish(args, verify.run_verify(cfg, cluster, args.address, args.port, args.timeout))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    return _finish(args, doctor.diagnose(cfg, doctor.gather(cfg, _cluster(args))))
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    ctx = _context(args, cfg, sys.stdout)
+    return _finish(args, actions.uninstall(ctx, purge=args.purge), streamed=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m lbsync.bootstrap.cli`), for tests and before CLI wiring."""
+    parser = argparse.ArgumentParser(prog="lbsync")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    func: Handler = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

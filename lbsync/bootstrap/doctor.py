@@ -1,0 +1,217 @@
+"""`doctor`: named PASS/WARN/FAIL checks of a live install, each failure with its fix.
+
+Owns the diagnosis rules (CRDs, Deployments, proxy Service and node port, admin endpoints,
+GatewayClass controller and unmanaged annotation, Gateway listeners, routes and backends,
+lbsync's access) as pure functions over a `Snapshot`, and `gather` which reads the snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lbsync.bootstrap import checks, conditions, crds, manifests
+from lbsync.bootstrap.config import BootstrapConfig
+from lbsync.bootstrap.kube import Cluster
+from lbsync.bootstrap.report import Report, Result, Status
+
+Obj = dict[str, Any]
+GW_API = manifests.GATEWAY_API_VERSION
+ADMIN_PORT_NAMES = {"admin-tls", "kong-admin-tls"}
+GATEWAY_API_CRDS = ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+
+
+@dataclass
+class Snapshot:
+    """Everything doctor looks at, read once."""
+
+    crds: dict[str, Obj | None] = field(default_factory=dict)
+    deployments: dict[str, Obj | None] = field(default_factory=dict)
+    services: list[Obj] = field(default_factory=list)
+    admin_slices: list[Obj] = field(default_factory=list)
+    gateway_class: Obj | None = None
+    gateway: Obj | None = None
+    routes: dict[str, Obj | None] = field(default_factory=dict)  # route object name -> live
+    token_secret: Obj | None = None
+
+
+def _svc(snap: Snapshot, namespace: str, name: str) -> Obj | None:
+    for svc in snap.services:
+        meta = svc.get("metadata") or {}
+        if meta.get("namespace") == namespace and meta.get("name") == name:
+            return svc
+    return None
+
+
+def _from_verdict(name: str, verdict: conditions.Verdict) -> Result:
+    if verdict.ok:
+        return Result(name, Status.PASS)
+    return Result(name, Status.FAIL, verdict.message, verdict.hint)
+
+
+def check_crds(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    results = []
+    for plural in GATEWAY_API_CRDS:
+        name = f"{plural}.{manifests.GATEWAY_API_GROUP}"
+        live = snap.crds.get(name)
+        if live is None:
+            results.append(Result(f"crd {plural}", Status.FAIL, "not installed",
+                                  "run `lbsync bootstrap apply`"))
+            continue
+        verdict = conditions.crd(live, name)
+        have = crds.version_key(crds.bundle_version(live) or "")
+        want = crds.version_key(cfg.gateway_api_version)
+        if not verdict.ok:
+            results.append(_from_verdict(f"crd {plural}", verdict))
+        elif have is not None and want is not None and have < want:
+            results.append(Result(f"crd {plural}", Status.WARN,
+                                  f"bundle {crds.bundle_version(live)} older than "
+                                  f"{cfg.gateway_api_version}", "run `lbsync bootstrap apply`"))
+        else:
+            results.append(Result(f"crd {plural}", Status.PASS, crds.bundle_version(live) or ""))
+    return results
+
+
+def check_deployments(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    return [_from_verdict(f"deployment {name}", conditions.deployment(snap.deployments.get(name),
+                                                                       name))
+            for name in cfg.deployments]
+
+
+def check_proxy_service(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    name = f"service {cfg.namespace}/{cfg.proxy_service}"
+    svc = _svc(snap, cfg.namespace, cfg.proxy_service)
+    if svc is None:
+        return [Result(name, Status.FAIL, "not found", "run `lbsync bootstrap apply` (helm)")]
+    spec = svc.get("spec") or {}
+    if spec.get("type") not in ("NodePort", "LoadBalancer"):
+        return [Result(name, Status.FAIL, f"type {spec.get('type')}, not NodePort",
+                       "set gateway.proxy.type=NodePort (rerun apply)")]
+    port = next((p for p in spec.get("ports") or [] if p.get("port") == cfg.proxy_port), None)
+    if port is None:
+        return [Result(name, Status.FAIL, f"no port {cfg.proxy_port}",
+                       "the Gateway listener port must be a port of this Service")]
+    if port.get("nodePort") != cfg.node_port:
+        other = checks.port_owner(cfg.node_port, snap.services,
+                                  (cfg.namespace, cfg.proxy_service))
+        why = f"; {cfg.node_port} is already allocated by Service {other}" if other else ""
+        return [Result(name, Status.FAIL, f"node port {port.get('nodePort')}, expected "
+                       f"{cfg.node_port}{why}",
+                       "free the port or change kong.node_port, then rerun apply")]
+    return [Result(name, Status.PASS, f"NodePort {cfg.proxy_port}->{cfg.node_port}")]
+
+
+def check_node_port(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    results = checks.node_port(cfg.node_port, cfg.node_port_range, snap.services,
+                               (cfg.namespace, cfg.proxy_service))
+    # The dynamic-band warning matters before the port is claimed; `check --pre` gives it.
+    return [r for r in results if not r.name.endswith(" band")]
+
+
+def check_admin_endpoints(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    """KIC finds Kong's admin API through these EndpointSlices; without them nothing works."""
+    name = f"admin endpoints {cfg.namespace}/{cfg.admin_service}"
+    hint = ("the controller cannot reach Kong's admin API: check the kong-gateway pods run and "
+            f"Service {cfg.admin_service} has a port named admin-tls")
+    ready = 0
+    for es in snap.admin_slices:
+        ports = {p.get("name") for p in es.get("ports") or []}
+        if not ports & ADMIN_PORT_NAMES:
+            continue
+        ready += sum(1 for ep in es.get("endpoints") or []
+                     if (ep.get("conditions") or {}).get("ready", True))
+    if ready == 0:
+        return [Result(name, Status.FAIL, "no ready endpoints with an admin-tls port", hint)]
+    return [Result(name, Status.PASS, f"{ready} ready")]
+
+
+def check_gateway_class(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    name = f"gatewayclass {cfg.gateway_class}"
+    gc = snap.gateway_class
+    if gc is None:
+        return [Result(name, Status.FAIL, "not found", "run `lbsync bootstrap apply`")]
+    controller = (gc.get("spec") or {}).get("controllerName")
+    if controller != manifests.KIC_CONTROLLER_NAME:
+        return [Result(name, Status.FAIL, f"controllerName {controller!r}",
+                       f"GatewayClass must name {manifests.KIC_CONTROLLER_NAME}; delete it "
+                       "and rerun apply (controllerName is immutable)")]
+    annotations = (gc.get("metadata") or {}).get("annotations") or {}
+    if not annotations.get(manifests.UNMANAGED_ANNOTATION):
+        return [Result(name, Status.FAIL,
+                       f"missing annotation {manifests.UNMANAGED_ANNOTATION}",
+                       f"kubectl annotate gatewayclass {cfg.gateway_class} "
+                       f"{manifests.UNMANAGED_ANNOTATION}=true (or rerun apply)")]
+    return [_from_verdict(name, conditions.gateway_class(gc, cfg.gateway_class))]
+
+
+def check_gateway(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    ref = f"{cfg.namespace}/{cfg.gateway}"
+    name = f"gateway {ref}"
+    gw = snap.gateway
+    if gw is None:
+        return [Result(name, Status.FAIL, "not found", "run `lbsync bootstrap apply`")]
+    for listener in (gw.get("spec") or {}).get("listeners") or []:
+        if listener.get("port") == cfg.node_port and cfg.node_port != cfg.proxy_port:
+            return [Result(name, Status.FAIL, f"listener {listener.get('name')} uses the node "
+                           f"port {cfg.node_port}", conditions.HINTS["PortUnavailable"])]
+    return [_from_verdict(name, conditions.gateway(gw, ref))]
+
+
+def check_routes(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    results = []
+    for route in cfg.routes:
+        ref = f"{route.namespace}/{route.object_name}"
+        name = f"httproute {ref}"
+        live = snap.routes.get(route.object_name)
+        if live is not None and _svc(snap, route.namespace, route.service) is None:
+            results.append(Result(name, Status.FAIL, f"backend Service {route.namespace}/"
+                                  f"{route.service} not found",
+                                  conditions.HINTS["BackendNotFound"]))
+            continue
+        results.append(_from_verdict(name, conditions.http_route(live, ref, cfg.gateway,
+                                                                 cfg.namespace)))
+    return results
+
+
+def check_access(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    name = f"lbsync token {cfg.access_namespace}/{manifests.token_secret_name(cfg)}"
+    secret = snap.token_secret
+    if secret is None:
+        return [Result(name, Status.WARN, "not found",
+                       "run `lbsync bootstrap apply` to create lbsync's read-only access")]
+    if not (secret.get("data") or {}).get("token"):
+        return [Result(name, Status.WARN, "no token filled in yet",
+                       "the token controller fills it; check the ServiceAccount exists")]
+    return [Result(name, Status.PASS)]
+
+
+RULES = [check_crds, check_deployments, check_proxy_service, check_node_port,
+         check_admin_endpoints, check_gateway_class, check_gateway, check_routes, check_access]
+
+
+def diagnose(cfg: BootstrapConfig, snap: Snapshot) -> Report:
+    report = Report("doctor")
+    for rule in RULES:
+        report.results += rule(cfg, snap)
+    return report
+
+
+def gather(cfg: BootstrapConfig, cluster: Cluster) -> Snapshot:
+    """Read what doctor needs; missing objects and missing CRDs simply show up as None."""
+    snap = Snapshot()
+    for plural in GATEWAY_API_CRDS:
+        name = f"{plural}.{manifests.GATEWAY_API_GROUP}"
+        snap.crds[name] = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+    for dep in cfg.deployments:
+        snap.deployments[dep] = cluster.get("apps/v1", "Deployment", dep, cfg.namespace)
+    snap.services = cluster.list("v1", "Service")
+    snap.admin_slices = cluster.list("discovery.k8s.io/v1", "EndpointSlice", cfg.namespace,
+                                     f"kubernetes.io/service-name={cfg.admin_service}")
+    snap.gateway_class = cluster.get(GW_API, "GatewayClass", cfg.gateway_class)
+    snap.gateway = cluster.get(GW_API, "Gateway", cfg.gateway, cfg.namespace)
+    for route in cfg.routes:
+        snap.routes[route.object_name] = cluster.get(GW_API, "HTTPRoute", route.object_name,
+                                                     route.namespace)
+    snap.token_secret = cluster.get("v1", "Secret", manifests.token_secret_name(cfg),
+                                    cfg.access_namespace)
+    return snap

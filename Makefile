@@ -1,0 +1,25 @@
+# lbsync Makefile.
+# Packaging targets (docs/operations-packaging.md): deb, wheel, check-unit, test-deb.
+# Build dependencies: packaging/build-deps.sh (Debian 12, as root).
+# Other targets (setup, test, ...) are added below by their owners.
+
+PYTHON ?= /usr/bin/python3
+
+.PHONY: deb wheel check-unit test-deb
+
+## deb: dist/lbsync_<version>_all.deb, checked with lintian
+deb:
+	sh packaging/build-deb.sh
+
+## wheel: dist/lbsync-<version>-py3-none-any.whl and dist/lbsync-<version>.tar.gz
+## (no isolation: builds with Debian's python3-setuptools and python3-wheel)
+wheel:
+	$(PYTHON) -m build --no-isolation --outdir dist .
+
+## check-unit: systemd-analyze verify + security (exposure at most 2.5)
+check-unit:
+	sh systemd/check-unit.sh
+
+## test-deb: build, install, check, purge the .deb on this (disposable) machine
+test-deb:
+	sh packaging/test-deb.sh

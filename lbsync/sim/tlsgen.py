@@ -1,0 +1,42 @@
+"""Self-signed CA and server certificate for the emulator, made with the openssl CLI.
+
+This module owns certificate generation only. Keys are EC prime256v1 (fast);
+the server certificate carries SAN IP:127.0.0.1 and DNS:localhost plus the
+key-usage extensions strict X.509 verification expects.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+_EXT = """\
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid,issuer
+"""
+
+
+def _run(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(workdir: Path) -> tuple[Path, Path, Path]:
+    """Create ``ca.crt``, ``server.crt`` and ``server.key`` in ``workdir``; return their paths."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "server-ext.cnf").write_text(_EXT)
+    _run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=workdir)
+    _run("req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "3650",
+         "-subj", "/CN=lbsync-sim-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "ca.crt", cwd=workdir)
+    _run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key",
+         cwd=workdir)
+    _run("req", "-new", "-key", "server.key", "-subj", "/CN=localhost", "-out", "server.csr",
+         cwd=workdir)
+    _run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-sha256", "-days", "3650", "-extfile", "server-ext.cnf",
+         "-out", "server.crt", cwd=workdir)
+    return workdir / "ca.crt", workdir / "server.crt", workdir / "server.key"

@@ -114,6 +114,70 @@ if command -v nginx >/dev/null; then
         nginx -t -q -p "$d" -c "$d/nginx.conf"'
 fi
 
+echo "# polkit rule (a real polkitd, asked with pkcheck)"
+# On a machine without systemd/D-Bus running (CI), start a private system bus
+# and polkitd for the check and stop them (by pid) afterwards.
+POLKIT_PIDS=""
+POLKIT_OWN_BUS=0
+polkit_cleanup() {
+    for pid in $POLKIT_PIDS; do kill "$pid" 2>/dev/null || true; done
+    POLKIT_PIDS=""
+    if [ "$POLKIT_OWN_BUS" = 1 ]; then
+        rm -f /run/dbus/pid /run/dbus/system_bus_socket
+        POLKIT_OWN_BUS=0
+    fi
+}
+trap polkit_cleanup EXIT
+bus_up() { dbus-send --system --print-reply --dest=org.freedesktop.DBus / org.freedesktop.DBus.GetId >/dev/null 2>&1; }
+polkit_up() {
+    dbus-send --system --print-reply --dest=org.freedesktop.DBus / \
+        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.PolicyKit1 2>/dev/null | grep -q 'boolean true'
+}
+polkit_ready=0
+if command -v dbus-daemon >/dev/null && command -v dbus-send >/dev/null && \
+   [ -x /usr/lib/polkit-1/polkitd ] && command -v pkcheck >/dev/null; then
+    if ! bus_up; then
+        rm -f /run/dbus/pid /run/dbus/system_bus_socket
+        mkdir -p /run/dbus
+        if dbus-daemon --system --fork --print-pid >/tmp/test-deb.dbus.pid; then
+            POLKIT_OWN_BUS=1
+            POLKIT_PIDS="$POLKIT_PIDS $(cat /tmp/test-deb.dbus.pid)"
+        fi
+    fi
+    if bus_up && ! polkit_up; then
+        /usr/lib/polkit-1/polkitd --no-debug >/tmp/test-deb.polkitd.log 2>&1 &
+        POLKIT_PIDS="$POLKIT_PIDS $!"
+    fi
+    i=0
+    while [ $i -lt 50 ] && ! polkit_up; do sleep 0.2; i=$((i + 1)); done
+    polkit_up && polkit_ready=1
+fi
+if [ "$polkit_ready" = 1 ]; then
+    setpriv --reuid=lbsync --regid=lbsync --init-groups sleep 60 &
+    SUBJECT=$!
+    POLKIT_PIDS="$POLKIT_PIDS $SUBJECT"
+    sleep 0.5
+    pk() { # pk UNIT VERB: may user lbsync do it?
+        pkcheck --action-id org.freedesktop.systemd1.manage-units --process "$SUBJECT" \
+            --detail unit "$1" --detail verb "$2"
+    }
+    check "polkit: lbsync may start lbsync-nginx-test.service" pk lbsync-nginx-test.service start
+    check "polkit: lbsync may reload nginx.service" pk nginx.service reload
+    for denied in "nginx.service restart" "nginx.service stop" "nginx.service start" \
+                  "lbsync-nginx-test.service stop" "lbsync.service stop" "ssh.service reload"; do
+        # shellcheck disable=SC2086
+        check "polkit: lbsync may not $denied" sh -c "! pkcheck --action-id org.freedesktop.systemd1.manage-units --process $SUBJECT --detail unit ${denied% *} --detail verb ${denied#* }"
+    done
+    setpriv --reuid=nobody --regid=nogroup --clear-groups sleep 60 &
+    OTHER=$!
+    POLKIT_PIDS="$POLKIT_PIDS $OTHER"
+    sleep 0.5
+    check "polkit: another user may not reload nginx.service" sh -c "! pkcheck --action-id org.freedesktop.systemd1.manage-units --process $OTHER --detail unit nginx.service --detail verb reload"
+else
+    bad "polkit: could not start or reach polkitd to check the rule"
+fi
+polkit_cleanup
+
 echo "# remove"
 runuser -u lbsync -- sh -c 'echo "# generated" > /etc/nginx/lbsync/upstreams.conf; : > /etc/nginx/lbsync/.upstreams.conf.lock'
 echo "kubeconfig: admin's" > /etc/lbsync/kubeconfig

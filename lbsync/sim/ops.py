@@ -271,9 +271,11 @@ class Operations:
     def create(self, rt: ResourceType, namespace: str | None, body: Obj,
                field_manager: str | None = None) -> Stored:
         obj = copy.deepcopy(body)
-        ns, name = self._ns_name(rt, obj, namespace)
         if rt.kind == "SelfSubjectAccessReview":
+            obj.setdefault("metadata", {})
+            obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
             return self._access_review(rt, obj)
+        ns, name = self._ns_name(rt, obj, namespace)
         with self.store.cond:
             self._check_namespace(rt, ns)
             if self.store.get(rt, ns, name) is not None:

@@ -9,6 +9,7 @@ add more at run time through :meth:`Registry.add`.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,7 +115,8 @@ class Registry:
                 versions = out.setdefault(rt.group, [])
                 if rt.version not in versions:
                     versions.append(rt.version)
-        return out
+        return {g: sorted(vs, key=version_priority) for g, vs in out.items()}
+
 
     def api_group(self, group: str) -> dict[str, Any] | None:
         versions = self.group_versions().get(group)
@@ -194,3 +196,12 @@ def builtin_registry() -> Registry:
     for rt in core + others:
         reg.add(rt)
     return reg
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Sort key giving Kubernetes version priority: GA > beta > alpha, higher numbers first."""
+    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
+    if not m:
+        return (3, 0, 0, version)
+    stage = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (stage, -int(m.group(1)), -int(m.group(3) or 0), version)

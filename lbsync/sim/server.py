@@ -100,8 +100,8 @@ def _hard_close(sock: socket.socket) -> None:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
-    server_version = "lbsync-sim"
-    sys_version = ""
+    def version_string(self) -> str:
+        return "lbsync-sim"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import jinja2
 
-from lbsync import render
+from lbsync import logs, render
 from lbsync.apply import Applied, Outcome, apply
 from lbsync.config import Config
-from lbsync.desired import Plan, plan
+from lbsync.desired import Plan, Reason, plan
 from lbsync.kube import Kube
 from lbsync.model import Service, Snapshot
 
@@ -58,7 +58,16 @@ def fetch_snapshot(kube: Kube, config: Config) -> Snapshot:
 def compute(snapshot: Snapshot, config: Config, template: jinja2.Template) -> tuple[Plan, str]:
     """The pure part of a pass: the plan and the file's text."""
     decided = plan(snapshot, config)
+    warn_untrusted(decided)
     return decided, render.render(decided, template, config.nginx.server_options)
+
+
+def warn_untrusted(decided: Plan) -> None:
+    """Cluster data that failed validation is skipped, and named, never silently dropped."""
+    log = logs.get("lbsync")
+    for v in decided.verdicts:
+        if v.reason in (Reason.BAD_ADDRESS, Reason.BAD_NAME):
+            log.warning("node skipped", node=v.name[:253], reason=v.reason.value, detail=v.detail)
 
 
 def sync_pass(snapshot: Snapshot, config: Config, template: jinja2.Template) -> PassResult:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from lbsync.lab.nginx import PrivateNginx
 from lbsync.lab.nodes import StandinPool
+from lbsync.sim import ApiServer, objects
 
 
 @pytest.fixture
@@ -28,3 +31,44 @@ def nginx(tmp_path: Path) -> Iterator[PrivateNginx]:
 def standins() -> Iterator[StandinPool]:
     with StandinPool() as pool:
         yield pool
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[ApiServer]:
+    with ApiServer(workdir=tmp_path / "sim", token="secret", bookmark_interval=0.5) as server:
+        yield server
+
+
+def write_config(path: Path, api: ApiServer, nginx: PrivateNginx, **sections: Any) -> Path:
+    """An lbsync config pointing at the emulator and the private nginx; `sections` override."""
+    doc: dict[str, Any] = {
+        "kubernetes": {"kubeconfig": str(api.kubeconfig_path)},
+        "upstreams": [{"name": "k8s_cluster", "service": "kong/kong-gateway-proxy",
+                       "port": 80}],
+        "nginx": {"output": str(nginx.output), "test_command": list(nginx.test_command),
+                  "reload_command": list(nginx.reload_command)},
+        "log": {"format": "json", "level": "info"},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def add_cluster(api: ApiServer, standins: StandinPool | None, count: int,
+                node_port: int = 32001) -> list[str]:
+    """`count` Ready nodes at 127.0.10.x with stand-ins, and Kong's proxy Service."""
+    names = []
+    for i in range(1, count + 1):
+        name, address = f"node-{i}", f"127.0.10.{i}"
+        api.put(objects.node(name, address))
+        if standins is not None:
+            standins.add(name, address, node_port)
+        names.append(name)
+    api.put(objects.service("kong", "kong-gateway-proxy", ports=[
+        {"name": "kong-proxy", "port": 80, "targetPort": 8000, "nodePort": node_port,
+         "protocol": "TCP"}]))
+    return names

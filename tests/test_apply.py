@@ -71,9 +71,10 @@ def test_failed_test_restores_the_previous_file_and_nginx_keeps_serving(
 ) -> None:
     ncfg, _, reload_log = cfg
     standins.add("n1", "127.0.10.1", 32001)
+    workers = nginx.worker_pids()
     apply(upstream("127.0.10.1:32001"), ncfg)
     before = nginx.output.read_bytes()
-    workers = nginx.wait_reloaded(set())
+    workers = nginx.wait_reloaded(workers)
     # Another file breaks the configuration: lbsync's new file must not stay in place.
     (nginx.conf_d / "broken.conf").write_text("this is not nginx;\n")
     with pytest.raises(ApplyError) as err:

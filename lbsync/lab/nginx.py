@@ -28,6 +28,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie: outside systemd, PID 1 may take a while to reap the master."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 class PrivateNginx:
     def __init__(self, prefix: Path, port: int | None = None, upstream: str = "k8s_cluster"):
         self.prefix = prefix.resolve()
@@ -106,7 +115,7 @@ http {{
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if Path(f"/proc/{pid}").exists() else None
+        return pid if _alive(pid) else None
 
     def worker_pids(self) -> set[int]:
         """The current worker processes (old workers still draining are excluded)."""
@@ -132,7 +141,8 @@ http {{
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             now = self.worker_pids()
-            if now and not (now & old_workers):
+            # One worker process is configured: more means the old one is still on its way out.
+            if len(now) == 1 and not (now & old_workers):
                 return now
             time.sleep(0.01)
         raise TimeoutError("nginx workers were not replaced")
@@ -143,7 +153,7 @@ http {{
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.02)
 
     def __enter__(self) -> PrivateNginx:

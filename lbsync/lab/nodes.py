@@ -48,7 +48,7 @@ class StandinNode:
     def start(self) -> None:
         if self._server is None:
             self._server = _NodeServer(self.address, self.port, self.name)
-            threading.Thread(target=self._server.serve_forever, daemon=True,
+            threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
                              name=f"standin-{self.name}").start()
 
     def stop(self) -> None:

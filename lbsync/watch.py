@@ -1,0 +1,176 @@
+"""Reflectors: keep one source of the cache current with list-then-watch, as client-go does.
+
+Each reflector lists (paginated), then watches from the list's resourceVersion with bookmarks
+and a server-side timeout. A watch that ends or breaks resumes from the last version seen; a
+410 Expired relists; errors back off exponentially with jitter (tenacity), capped at 30 s. A
+relist every `sync.resync` seconds is the safety net. Nothing here ever raises to the caller.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+
+from lbsync import logs
+from lbsync.cache import ClusterCache
+from lbsync.kube import ApiError, Event, Expired, Listed, is_retryable
+from lbsync.metrics import Metrics
+
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class SourceHealth:
+    """Whether a source is in step with the API; `failing_since` is monotonic time."""
+
+    failing_since: float | None = None
+    last_error: str = ""
+    last_ok: float | None = None
+
+
+class Reflector:
+    def __init__(
+        self,
+        source: str,
+        kind: str,  # metrics label: "nodes" or "services"
+        lister: Callable[[], Listed[Any]],
+        watcher: Callable[[str, int], Iterator[Event[Any]]],
+        cache: ClusterCache,
+        metrics: Metrics,
+        *,
+        watch_timeout: int,
+        resync: float,
+        stop: threading.Event,
+    ) -> None:
+        self.source, self.kind = source, kind
+        self.lister, self.watcher = lister, watcher
+        self.cache, self.metrics = cache, metrics
+        self.watch_timeout, self.resync = watch_timeout, resync
+        self.stop = stop
+        self.health = SourceHealth()
+        self.log = logs.get("lbsync.watch").bind(source=source)
+        self.thread = threading.Thread(target=self._run, name=f"reflector-{source}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        first = True
+        while not self.stop.is_set():
+            try:
+                listed = self._retry(self.lister)
+            except _Stopped:
+                return
+            except Expired:  # the list's continue token expired twice: list again
+                self._restarted("expired")
+                continue
+            self.cache.replace(self.source, listed.items, force=not first)
+            self._ok()
+            first = False
+            try:
+                self._watch_until_resync(listed.resource_version)
+            except _Stopped:
+                return
+
+    def _watch_until_resync(self, resource_version: str) -> None:
+        """Watch, resuming from the last version seen, until a relist is due or needed."""
+        rv = resource_version
+        resync_at = time.monotonic() + self.resync
+        while not self.stop.is_set():
+            left = resync_at - time.monotonic()
+            if left <= 0:
+                self._restarted("resync")
+                return
+            # The server ends the watch at resync time, so the relist needs no interruption.
+            timeout = max(1, min(self.watch_timeout, int(left + 0.999)))
+            try:
+                rv = self._retry(functools.partial(self._stream, rv, timeout))
+            except Expired as exc:
+                self.log.info("watch expired, relisting", error=str(exc))
+                self._restarted("expired")
+                return
+            self._restarted("timeout")
+
+    def _stream(self, rv: str, timeout: int) -> str:
+        """One watch request; returns the last resourceVersion seen when the server ends it."""
+        for event in self.watcher(rv, timeout):
+            if self.stop.is_set():
+                raise _Stopped
+            rv = event.resource_version or rv
+            if event.type != "BOOKMARK":
+                self.cache.apply(self.source, event)
+            self._ok()
+        return rv
+
+    def _retry(self, call: Callable[[], Any]) -> Any:
+        """Run `call` until it succeeds; 410 Expired passes through to trigger a relist."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda e: isinstance(e, ApiError) and not isinstance(e, Expired)
+            ),
+            wait=_backoff,
+            stop=lambda _state: self.stop.is_set(),
+            sleep=self._sleep,
+            before_sleep=self._failed,
+            reraise=True,
+        )
+        try:
+            return retrying(call)
+        except ApiError:
+            if self.stop.is_set():
+                raise _Stopped from None
+            raise
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise _Stopped
+
+    def _failed(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if not isinstance(exc, ApiError):
+            return
+        now = time.monotonic()
+        if self.health.failing_since is None:
+            self.health.failing_since = now
+        self.health.last_error = str(exc)
+        self.metrics.api_errors.labels(code=exc.code).inc()
+        self._restarted("error")
+        wait = state.next_action.sleep if state.next_action else 0.0
+        level = self.log.warning if is_retryable(exc) else self.log.error
+        level("api error, retrying", error=str(exc), attempt=state.attempt_number,
+              retry_in=round(wait, 2))
+
+    def _ok(self) -> None:
+        if self.health.failing_since is not None:
+            self.log.info("api reachable again",
+                          down_for=round(time.monotonic() - self.health.failing_since, 2))
+        self.health.failing_since = None
+        self.health.last_ok = time.monotonic()
+
+    def _restarted(self, reason: str) -> None:
+        self.metrics.watch_restarts.labels(kind=self.kind, reason=reason).inc()
+
+
+class _Stopped(Exception):
+    """The daemon is stopping: unwind the reflector quietly."""
+
+
+_exponential = tenacity.wait_exponential_jitter(initial=0.5, max=MAX_BACKOFF)
+
+
+def _backoff(state: tenacity.RetryCallState) -> float:
+    """Exponential with jitter for passing troubles (connection, 429, 5xx); errors that a
+    retry cannot fix (401, 403, 404) wait the cap: someone has to fix RBAC or the config."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, ApiError) and not exc.retryable:
+        return MAX_BACKOFF
+    wait = float(_exponential(state))
+    if isinstance(exc, ApiError) and exc.retry_after:
+        wait = max(wait, min(exc.retry_after, MAX_BACKOFF))
+    return wait

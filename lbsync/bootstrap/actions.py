@@ -249,6 +249,8 @@ def run_steps(ctx: Context, report: Report, steps: list[tuple[str, Step]], dry_r
         try:
             for result in step(ctx, dry_run):
                 _record(ctx, report, result)
+                if result.status.failed and not keep_going:
+                    break  # later results of a step depend on earlier ones (waits, CRDs)
         except (KubeError, HelmError, ConfigError) as exc:
             _record(ctx, report, Result(label, Status.FAILED, str(exc)))
         if report.failed and not keep_going:

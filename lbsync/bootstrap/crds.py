@@ -19,13 +19,15 @@ Obj = dict[str, Any]
 
 BUNDLE_VERSION_ANNOTATION = "gateway.networking.k8s.io/bundle-version"
 CHANNEL_ANNOTATION = "gateway.networking.k8s.io/channel"
+# libyaml's loader when present: the HTTPRoute CRD alone is ~185 KB, ten times faster in C.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
 
 
 def parse_bundle(text: str, source: str = "bundle") -> list[Obj]:
     """The CRDs of a multi-document YAML bundle; anything else in it is a config error."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d]
+        docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d]
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({exc.__class__.__name__})") from None
     crds = []

@@ -1,11 +1,12 @@
 # lbsync Makefile.
-# Packaging targets (docs/operations-packaging.md): deb, wheel, check-unit, test-deb.
+# Packaging targets (docs/operations-packaging.md): deb, wheel, check-unit, test-deb,
+# test-sandbox.
 # Build dependencies: packaging/build-deps.sh (Debian 12, as root).
 # Other targets (setup, test, ...) are added below by their owners.
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: deb wheel check-unit test-deb
+.PHONY: deb wheel check-unit test-deb test-sandbox
 
 ## deb: dist/lbsync_<version>_all.deb, checked with lintian
 deb:
@@ -23,3 +24,8 @@ check-unit:
 ## test-deb: build, install, check, purge the .deb on this (disposable) machine
 test-deb:
 	sh packaging/test-deb.sh
+
+## test-sandbox: run lbsync.service's sandbox under a real systemd in namespaces
+## (disposable machine, root; installs and purges the .deb)
+test-sandbox:
+	sh packaging/test-sandbox.sh

@@ -104,11 +104,3 @@ def is_established(crd: Obj) -> bool:
             return bool(cond.get("status") == "True")
     return False
 
-
-def crd_resource(crd: Obj) -> tuple[str, str, str, bool]:
-    """(group, served storage version, plural, namespaced) of a CRD, to build its API paths."""
-    spec = crd["spec"]
-    versions = spec.get("versions") or []
-    served = [v for v in versions if v.get("storage")] or versions
-    version = served[0]["name"] if served else "v1"
-    return spec["group"], version, spec["names"]["plural"], spec.get("scope") == "Namespaced"

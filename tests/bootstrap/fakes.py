@@ -11,6 +11,7 @@ from a backend, anything else with Kong's 404 JSON.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import threading
@@ -54,10 +55,9 @@ class StandInController:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            # KeyError: Gateway API kinds are not registered until their CRDs are installed.
+            with contextlib.suppress(KeyError):
                 self.reconcile()
-            except KeyError:
-                pass  # Gateway API kinds not registered yet: CRDs not installed
             self._stop.wait(self.interval)
 
     # -- one pass ---------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_chart_upgrade_reapplies_chart_crds_first(env: Env) -> None:
     crd = names.index("CustomResourceDefinition/kongplugins.configuration.konghq.com")
     assert crd < names.index("helm release kong/kong (ingress-0.11.0)")
     calls = helm_calls(env.helm_bin)
-    assert ["show", "crds", "kong/ingress", "--version", "0.11.0"] == calls[-2][:5]
+    assert calls[-2][:5] == ["show", "crds", "kong/ingress", "--version", "0.11.0"]
 
 
 def test_newer_crds_are_not_downgraded(env: Env) -> None:

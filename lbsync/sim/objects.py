@@ -46,8 +46,6 @@ _IMAGES: list[tuple[str, str, int]] = [
     ("registry.k8s.io/metrics-server/metrics-server", "v0.7.1", 19435637),
     ("docker.io/grafana/promtail", "3.1.1", 80140432),
     ("registry.k8s.io/ingress-nginx/controller", "v1.11.2", 105420115),
-    ("quay.io/jetstack/cert-manager-controller", "v1.15.3", 19845221),
-    ("docker.io/bitnami/redis", "7.2.5", 38912375),
     ("ghcr.io/example/checkout-api", "2024.08.19", 64328190),
     ("ghcr.io/example/frontend", "2024.08.21", 48219001),
 ]
@@ -170,8 +168,50 @@ def node(
         },
         "images": _images(),
     }
+    metadata["managedFields"] = _node_managed_fields(metadata, spec, status)
     return {"kind": "Node", "apiVersion": "v1", "metadata": metadata, "spec": spec,
             "status": status}
+
+
+def _keys(d: Mapping[str, Any]) -> Obj:
+    return {f"f:{k}": {} for k in d}
+
+
+def _node_managed_fields(metadata: Obj, spec: Obj, status: Obj) -> list[Obj]:
+    """managedFields as kubelet, kube-controller-manager and kubeadm leave them on a Node."""
+    since = now_rfc3339(-86400 * 3)
+    kubelet_status: Obj = {
+        "f:allocatable": _keys(status["allocatable"]),
+        "f:capacity": _keys(status["capacity"]),
+        "f:conditions": {
+            ".": {},
+            **{f'k:{{"type":"{c["type"]}"}}': {".": {}, **_keys(c), } for c in
+               status["conditions"]}},
+        "f:daemonEndpoints": {"f:kubeletEndpoint": {"f:Port": {}}},
+        "f:images": {},
+        "f:nodeInfo": _keys(status["nodeInfo"]),
+    }
+    entries: list[Obj] = [
+        {"manager": "kubeadm", "operation": "Update", "apiVersion": "v1", "time": since,
+         "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:annotations": {
+             "f:kubeadm.alpha.kubernetes.io/cri-socket": {}}}}},
+        {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": since,
+         "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {
+             "f:annotations": {".": {}, "f:volumes.kubernetes.io/controller-managed-attach-detach":
+                               {}},
+             "f:labels": {".": {}, **_keys(metadata["labels"])}},
+             "f:spec": {"f:providerID": {}}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+         "time": since, "fieldsType": "FieldsV1", "fieldsV1": {
+             "f:metadata": {"f:annotations": {"f:node.alpha.kubernetes.io/ttl": {}}},
+             "f:spec": {"f:podCIDR": {}, "f:podCIDRs": {".": {}, 'v:"10.244.0.0/24"': {}}}}},
+        {"manager": "kubelet", "operation": "Update", "apiVersion": "v1",
+         "time": now_rfc3339(-12), "fieldsType": "FieldsV1", "fieldsV1": {
+             "f:status": kubelet_status}, "subresource": "status"},
+    ]
+    if spec.get("taints"):
+        entries[2]["fieldsV1"]["f:spec"]["f:taints"] = {}
+    return entries
 
 
 DEFAULT_PORTS: tuple[Mapping[str, Any], ...] = (

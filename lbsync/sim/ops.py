@@ -264,6 +264,10 @@ class Operations:
                 self._fresh_meta(rt, obj)
             else:
                 self._carry_meta(rt, old.obj, obj)
+            if rt.kind == "Service" and rt.group == "":
+                for p in obj.get("spec", {}).get("ports") or []:
+                    if p.get("nodePort"):
+                        self._node_ports.add(int(p["nodePort"]))
             return self._commit(rt, obj, ns, name).new
 
     # -- HTTP verbs -----------------------------------------------------------------------

@@ -304,6 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise ApiError(400, "invalid limit") from exc
         token = q.get("continue") or ""
+        if q.get("resourceVersion") == "0" and not token:
+            limit = 0  # served from the watch cache, which ignores limit (as in v1.30)
         if token:
             try:
                 snap, sid, offset = store.load_snapshot(rt, token)
@@ -343,7 +345,12 @@ class _Handler(BaseHTTPRequestHandler):
         store = api.store
         pred = self._predicates(rt, namespace, q)
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1", "True")
-        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
+        try:
+            timeout = float(q.get("timeoutSeconds") or 0) or None
+        except ValueError as exc:
+            raise ApiError(400, "invalid timeoutSeconds") from exc
+        if timeout is not None and timeout < 0:
+            timeout = None
         rv_param = q.get("resourceVersion") or ""
         try:
             start_rv = int(rv_param) if rv_param not in ("", "0") else None

@@ -224,3 +224,23 @@ def test_standalone_cli(tmp_path: Path) -> None:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
     assert json.loads(json.dumps(objects.node("x", "127.0.0.1")))  # factories are plain JSON
+
+
+def test_kubernetes_watch_class_sees_bookmarks_and_raises_410(api: ApiServer, core: Any) -> None:
+    import kubernetes
+    from kubernetes.client.rest import ApiException
+
+    add_nodes(api, 1)
+    rv = api.resource_version
+    stream = kubernetes.watch.Watch().stream(core.list_node, resource_version=str(rv),
+                                             allow_watch_bookmarks=True, timeout_seconds=2)
+    ev = next(stream)
+    assert ev["type"] == "BOOKMARK" and ev["raw_object"]["metadata"]["resourceVersion"] == str(rv)
+    stream.close()
+    api.put(objects.node("other", "127.0.10.2"))
+    api.compact()
+    with pytest.raises(ApiException) as exc:
+        for _ in kubernetes.watch.Watch().stream(core.list_node, resource_version=str(rv),
+                                                 timeout_seconds=2):
+            pass
+    assert exc.value.status == 410

@@ -76,14 +76,17 @@ def wait_for(ctx: Context, name: str, fetch: Callable[[], Obj | None],
              judge: Callable[[Obj | None], Verdict], timeout: float) -> Result:
     """Poll until `judge` says ready or time runs out; the last verdict explains a timeout."""
     deadline = ctx.clock() + timeout
+    # Start polling quickly (most things settle in well under a second), then back off.
+    interval = min(0.05, ctx.poll_interval)
     while True:
         verdict = judge(fetch())
         if verdict.ok:
             return Result(name, Status.READY)
         if ctx.clock() >= deadline:
             return Result(name, Status.FAILED,
-                          f"not ready after {timeout:.0f}s: {verdict.message}", verdict.hint)
-        ctx.sleep(ctx.poll_interval)
+                          f"not ready after {timeout:g}s: {verdict.message}", verdict.hint)
+        ctx.sleep(interval)
+        interval = min(interval * 2, ctx.poll_interval)
 
 
 def _getter(ctx: Context, api_version: str, kind: str, name: str,

@@ -80,8 +80,9 @@ def _require(obj: Obj, kind: str, what: str, types: tuple[str, ...],
         if cond.get("status") != "True":
             reason = str(cond.get("reason") or "")
             detail = f": {cond['message']}" if cond.get("message") else ""
+            hint = HINTS.get(reason, f"see its status: kubectl describe {kind.lower()}")
             return Verdict(False, f"{what}: {ctype}={cond.get('status')} ({reason}){detail}",
-                           reason, HINTS.get(reason, NO_STATUS_HINT.get(kind, "")))
+                           reason, hint)
         if _stale(obj, cond):
             return Verdict(False, f"{what}: {ctype} is for an older generation", "",
                            "the controller has not caught up yet")
@@ -124,9 +125,12 @@ def gateway(obj: Obj | None, ref: str) -> Verdict:
     if obj is None:
         return Verdict(False, f"Gateway {ref} not found", "NotFound")
     verdict = _require(obj, "Gateway", f"Gateway {ref}", ("Accepted", "Programmed"))
-    if not verdict.ok:
+    listener = listeners(obj, ref)
+    # A Gateway that is not Programmed usually says only "Invalid"; the listener that caused
+    # it carries the reason worth explaining (PortUnavailable, UnsupportedProtocol, ...).
+    if not verdict.ok and (listener.ok or listener.reason not in HINTS):
         return verdict
-    return listeners(obj, ref)
+    return listener
 
 
 def listeners(obj: Obj, ref: str) -> Verdict:

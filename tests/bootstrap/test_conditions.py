@@ -38,6 +38,8 @@ OK_LISTENER = {"name": "http", "conditions": [cond("Accepted"), cond("ResolvedRe
     (gw([cond("Accepted"), cond("Programmed", "False", "Invalid")],
         [{"name": "http", "conditions": [cond("Accepted", "False", "PortUnavailable"),
                                          cond("Programmed", "False", "PortUnavailable")]}]),
+     False, "PortUnavailable"),  # the listener's reason beats the Gateway's bare "Invalid"
+    (gw([cond("Accepted"), cond("Programmed", "False", "Invalid")], [OK_LISTENER]),
      False, "Invalid"),
     (gw([cond("Accepted"), cond("Programmed")],
         [{"name": "http", "conditions": [cond("Programmed", "False", "PortUnavailable")]}]),

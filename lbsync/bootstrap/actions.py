@@ -42,6 +42,7 @@ class Context:
     cluster: Cluster
     helm: Helm
     poll_interval: float = 1.0
+    force_conflicts: bool = False
     crd_timeout: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -59,7 +60,7 @@ def apply_object(ctx: Context, obj: Obj, dry_run: bool, *, force: bool = False) 
             return Result(ref(obj), Status.UNCHANGED)
         return Result(ref(obj), Status.WOULD_CHANGE, "would create" if live is None
                       else "would update")
-    applied = ctx.cluster.apply(obj, force=force)
+    applied = ctx.cluster.apply(obj, force=force or ctx.force_conflicts)
     if live is not None and resource_version(live) == resource_version(applied):
         return Result(ref(obj), Status.UNCHANGED)
     return Result(ref(obj), Status.DONE, "created" if live is None else "updated")
@@ -255,10 +256,19 @@ def run_steps(ctx: Context, report: Report, steps: list[tuple[str, Step]], dry_r
                 if result.status.failed and not keep_going:
                     break  # later results of a step depend on earlier ones (waits, CRDs)
         except (KubeError, HelmError, ConfigError) as exc:
-            _record(ctx, report, Result(label, Status.FAILED, str(exc)))
+            _record(ctx, report, Result(label, Status.FAILED, str(exc), _hint(exc)))
         if report.failed and not keep_going:
             break
     return report
+
+
+def _hint(exc: Exception) -> str:
+    if isinstance(exc, KubeError) and exc.status == 409:
+        return ("another field manager changed fields lbsync manages (kubectl edit?); rerun "
+                "apply with --force-conflicts to take them back")
+    if isinstance(exc, KubeError) and exc.status == 403:
+        return "the admin kubeconfig lacks a permission; see `lbsync bootstrap check --pre`"
+    return ""
 
 
 def _record(ctx: Context, report: Report, result: Result) -> None:

@@ -66,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("apply", parents=[common], help="install or update everything, then wait")
     p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--force-conflicts", action="store_true",
+                   help="take back fields another field manager changed")
     p.add_argument("--write-kubeconfig", metavar="FILE",
                    help="write a kubeconfig (mode 0600) for lbsync on the gateway host")
     p.add_argument("--write-config", metavar="FILE",
@@ -250,6 +252,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.write_config and not args.write_kubeconfig:
         raise ConfigError("--write-config needs --write-kubeconfig")
     ctx = _context(args, cfg, sys.stdout)
+    ctx.force_conflicts = args.force_conflicts
     report = actions.apply(ctx, dry_run=args.dry_run)
     if args.write_kubeconfig and not report.failed and not args.dry_run:
         try:

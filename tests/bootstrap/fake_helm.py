@@ -24,7 +24,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 STATE = HERE / "helm-state.json"
 LOG = HERE / "helm-argv.jsonl"
-CHART_CRD = {
+CHART_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
     "metadata": {"name": "kongplugins.configuration.konghq.com"},
     "spec": {"group": "configuration.konghq.com", "scope": "Namespaced",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from lbsync.bootstrap import actions
+from lbsync.bootstrap import actions, manifests
+from lbsync.bootstrap.kube import obj_path
 from lbsync.bootstrap.report import Status
 from tests.bootstrap.conftest import Env, helm_calls, statuses
 
@@ -189,3 +192,23 @@ def test_uninstall_works_on_an_empty_cluster(env: Env) -> None:
     report = actions.uninstall(env.ctx, purge=True)
     assert not report.failed, report.results
     assert {r.status for r in report.results} == {Status.ABSENT}
+
+
+def test_conflict_with_another_manager_fails_with_hint_then_force(env: Env) -> None:
+    actions.apply(env.ctx)
+    gw = manifests.gateway(env.cfg)
+    gw["spec"]["listeners"][0]["port"] = 8080
+    # What `kubectl apply --server-side` by someone else would do.
+    cluster: Any = env.ctx.cluster
+    cluster.request("Gateway", "PATCH", obj_path(gw), body=json.dumps(gw),
+                    content_type="application/apply-patch+yaml", field_manager="kubectl",
+                    force_conflicts="true")
+    report = actions.apply(env.ctx)
+    last = report.results[-1]
+    assert last.status is Status.FAILED and "conflict" in last.message
+    assert "--force-conflicts" in last.hint
+    env.ctx.force_conflicts = True
+    report = actions.apply(env.ctx)
+    assert not report.failed
+    assert statuses(report)["Gateway/kong/kong-gateway"] == "done"
+    assert env.api.get("Gateway", "kong-gateway", "kong")["spec"]["listeners"][0]["port"] == 80

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from lbsync.bootstrap import manifests
 from lbsync.bootstrap.config import BootstrapConfig, Route
@@ -86,7 +87,7 @@ def test_dump_all_round_trips() -> None:
 
 def test_needs_apply_ignores_server_fields() -> None:
     desired = manifests.namespace("kong")
-    live = {"apiVersion": "v1", "kind": "Namespace",
+    live: dict[str, Any] = {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "kong", "resourceVersion": "7",
                          "labels": {"app.kubernetes.io/managed-by": "lbsync-bootstrap",
                                     "kubernetes.io/metadata.name": "kong"}},

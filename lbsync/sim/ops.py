@@ -10,13 +10,14 @@ resources, Services get a clusterIP and nodePorts, Deployments report ready).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
 import string
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -190,6 +191,7 @@ class Operations:
         self.denied: set[tuple[str, str]] = set()
         self.crd_delay = 0.1
         self.deployment_delay = 0.2
+        self._local = threading.local()
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -244,7 +246,28 @@ class Operations:
                 k: v for k, v in old.items() if k not in ("metadata", "status")}
             nm["generation"] = int(om.get("generation", 1)) + (1 if changed else 0)
 
+    @contextlib.contextmanager
+    def dry_run(self, enabled: bool = True) -> Iterator[None]:
+        """Within this block (on this thread) writes are computed and answered, not stored."""
+        before = getattr(self._local, "dry", False)
+        self._local.dry = enabled
+        try:
+            yield
+        finally:
+            self._local.dry = before
+
     def _commit(self, rt: ResourceType, obj: Obj | None, ns: str, name: str) -> Event:
+        if getattr(self._local, "dry", False):
+            prev = self.store.get(rt, ns, name)
+            if obj is None:
+                assert prev is not None
+                return Event(self.store.rv, rt.key, "DELETED", prev, prev)
+            if prev is not None:
+                obj["metadata"]["resourceVersion"] = prev.obj["metadata"]["resourceVersion"]
+            else:
+                obj["metadata"].pop("resourceVersion", None)
+            stored = Stored(obj, self.store._serialize(rt, obj), rt)
+            return Event(self.store.rv, rt.key, "MODIFIED" if prev else "ADDED", stored, prev)
         event = self.store.write(rt, obj, ns, name)
         self._after_write(rt, event)
         return event

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from lbsync.sim import objects
 from lbsync.sim.faults import Faults
 from lbsync.sim.ops import Operations
 from lbsync.sim.registry import ResourceType, builtin_registry
@@ -34,7 +35,7 @@ from lbsync.sim.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from lbsync.sim.status import ApiError, status
+from lbsync.sim.status import ApiError, not_found, status
 from lbsync.sim.store import Event, Expired, Obj, Store, Stored, dumps, encode_continue
 from lbsync.sim.tlsgen import make_certs
 
@@ -223,15 +224,32 @@ class _Handler(BaseHTTPRequestHandler):
         sub = rest[2] if len(rest) > 2 else None
         if sub is not None and (sub != "status" or not rt.has_status):
             raise ApiError(404, "the server could not find the requested resource")
-        ops = self.api.ops
         fm = q.get("fieldManager") or None
+        if method != "GET" and q.get("dryRun"):
+            if q["dryRun"] != "All":
+                raise ApiError(400, f"unsupported dryRun value {q['dryRun']!r}: only All")
+            with self.api.ops.dry_run():
+                self._write(method, rt, namespace, name, sub, fm, q, raw)
+            return
+        if name is None and method == "GET":
+            if q.get("watch") in ("1", "true", "True"):
+                self._watch(rt, namespace, q)
+            else:
+                self._list(rt, namespace, q)
+            return
+        if method == "GET":
+            assert name is not None
+            s = self.api.store.get(rt, (namespace or "default") if rt.namespaced else "", name)
+            if s is None:
+                raise not_found(rt.plural, name, rt.group)
+            self._send(200, s.full)
+            return
+        self._write(method, rt, namespace, name, sub, fm, q, raw)
+
+    def _write(self, method: str, rt: ResourceType, namespace: str | None, name: str | None,
+               sub: str | None, fm: str | None, q: dict[str, str], raw: bytes) -> None:
+        ops = self.api.ops
         if name is None:
-            if method == "GET":
-                if q.get("watch") in ("1", "true", "True"):
-                    self._watch(rt, namespace, q)
-                else:
-                    self._list(rt, namespace, q)
-                return
             if method == "POST":
                 self._check_verb("create", rt)
                 stored = ops.create(rt, namespace, _json_body(raw), fm)
@@ -239,13 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             raise ApiError(405, f"{method} is not supported on a collection",
                            reason="MethodNotAllowed")
-        if method == "GET":
-            s = self.api.store.get(rt, (namespace or "default") if rt.namespaced else "", name)
-            if s is None:
-                from lbsync.sim.status import not_found
-                raise not_found(rt.plural, name, rt.group)
-            self._send(200, s.full)
-        elif method == "PUT":
+        if method == "PUT":
             self._check_verb("update", rt)
             stored = ops.replace(rt, namespace, name, _json_body(raw), sub, fm)
             self._send(200, stored.full)
@@ -264,8 +276,11 @@ class _Handler(BaseHTTPRequestHandler):
                                        "uid": gone.obj["metadata"].get("uid")}
             if rt.group:
                 details["group"] = rt.group
-            if rt.kind == "Namespace":
-                self._send(200, gone.full)
+            if rt.kind == "Namespace":  # answered as still terminating, like a real server
+                obj = json.loads(gone.full)
+                obj["metadata"]["deletionTimestamp"] = objects.now_rfc3339()
+                obj["status"] = {"phase": "Terminating"}
+                self._send(200, dumps(obj))
             else:
                 self._send(200, dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                        "status": "Success", "details": details}))
@@ -421,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if deadline is not None and now >= deadline:
                         break
                     if bookmarks and now - last_sent >= interval:
-                        bookmark_rv = pos = store.rv
+                        bookmark_rv = pos = max(pos, store.rv)
                         break
                     wait = interval - (now - last_sent) if bookmarks else 5.0
                     if deadline is not None:

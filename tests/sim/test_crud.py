@@ -292,3 +292,29 @@ def test_dynamic_apply_with_a_dict_body(api: ApiServer, dyn: DynamicClient) -> N
                                           "metadata": {"name": "dict-body"}},
                                field_manager="test")
     assert ns.metadata.name == "dict-body" and api.get("Namespace", "dict-body")
+
+
+def test_dry_run_answers_but_stores_nothing(api: ApiServer, core: Any) -> None:
+    api.put(objects.namespace("kong"))
+    rv = api.resource_version
+    cm = core.create_namespaced_config_map(
+        "kong", {"metadata": {"name": "x"}, "data": {"a": "1"}}, dry_run="All")
+    assert cm.metadata.uid and cm.data == {"a": "1"}
+    assert api.get("ConfigMap", "x", "kong") is None and api.resource_version == rv
+    api.put({"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "x", "namespace": "kong"}, "data": {"a": "1"}})
+    rv = api.resource_version
+    patched = core.patch_namespaced_config_map("x", "kong", {"data": {"a": "2"}}, dry_run="All")
+    assert patched.data == {"a": "2"}
+    core.delete_namespace("kong", dry_run="All")
+    assert api.get("ConfigMap", "x", "kong")["data"] == {"a": "1"}  # type: ignore[index]
+    assert api.get("Namespace", "kong") is not None and api.resource_version == rv
+
+
+def test_namespace_delete_cascades(api: ApiServer, core: Any) -> None:
+    api.put(objects.namespace("kong"))
+    api.put(objects.service("kong", "kong-gateway-proxy"))
+    ns = core.delete_namespace("kong", _preload_content=False)
+    assert json.loads(ns.data)["status"]["phase"] == "Terminating"
+    assert api.get("Service", "kong-gateway-proxy", "kong") is None
+    assert api.get("Namespace", "kong") is None

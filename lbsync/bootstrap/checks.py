@@ -88,7 +88,7 @@ def node_port(port: int, port_range: tuple[int, int], services: list[Obj],
     if owner:
         return [Result(what, Status.FAIL, f"already allocated by Service {owner}",
                        "free that port or choose another kong.node_port")]
-    results = [Result(what, Status.PASS, f"in range {low}-{high} and free")]
+    results = [Result(what, Status.PASS, f"in range {low}-{high}, not held by another Service")]
     s_low, s_high = static_band(low, high)
     if port > s_high:
         results.append(Result(f"{what} band", Status.WARN,

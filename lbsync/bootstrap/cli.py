@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -97,12 +98,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _common_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("cluster and output")
-    g.add_argument("--config", "-c", dest="bootstrap_config", metavar="FILE",
+    # Not -c/--config: at the top level of `lbsync` those name lbsync's own config file.
+    g.add_argument("--bootstrap-config", dest="bootstrap_config", metavar="FILE",
                    help="bootstrap config file (YAML); flags override it")
     g.add_argument("--kubeconfig", help="admin kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
     g.add_argument("--context", help="kubeconfig context")
     g.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    # SUPPRESS: `lbsync --debug bootstrap ...` sets it before the subcommand; keep that value.
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks")
     o = common.add_argument_group("overrides")
     o.add_argument("--gateway-api-version", help="Gateway API bundle, e.g. v1.0.0")
     o.add_argument("--gateway-api-crds", metavar="FILE", help="local standard-install.yaml")
@@ -156,20 +160,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _guarded(handler: Handler) -> Handler:
     """One clear line per failure and the exit-code contract; tracebacks only with --debug."""
     def run(args: argparse.Namespace) -> int:
+        debug = bool(getattr(args, "debug", False))
         try:
             return handler(args)
+        except BrokenPipeError:
+            # Output piped into `head` and closed: not a failure worth a message.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
         except ConfigError as exc:
-            if args.debug:
+            if debug:
                 raise
             _error(f"error: {exc}")
             return EXIT_USAGE
         except (KubeError, HelmError) as exc:
-            if args.debug:
+            if debug:
                 raise
             _error(f"failed: {exc}")
             return EXIT_FAILED
         except Exception as exc:
-            if args.debug:
+            if debug:
                 raise
             _error(f"failed: unexpected {exc.__class__.__name__}: {exc} (rerun with --debug)")
             return EXIT_FAILED

@@ -65,7 +65,7 @@ def test_render_json_with_crds_and_overrides(capsys: pytest.CaptureFixture[str])
 def test_render_from_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     conf = tmp_path / "bootstrap.yaml"
     conf.write_text("kong:\n  namespace: edge\nroutes:\n  - worlds.com/x -> x:80\n")
-    code, out, _ = run(capsys, "render", "-o", "json", "--config", str(conf))
+    code, out, _ = run(capsys, "render", "-o", "json", "--bootstrap-config", str(conf))
     assert code == 0
     doc = json.loads(out)
     assert doc["helm"]["namespace"] == "edge"
@@ -73,7 +73,7 @@ def test_render_from_config_file(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 @pytest.mark.parametrize(("argv", "text"), [
     (["render", "--route", "nonsense"], "route 'nonsense'"),
-    (["render", "--config", "/nonexistent.yaml"], "config /nonexistent.yaml"),
+    (["render", "--bootstrap-config", "/nonexistent.yaml"], "config /nonexistent.yaml"),
     (["render", "--node-port-range", "x"], "node_port_range"),
     (["apply", "--write-config", "c.yaml", "--kubeconfig", "/nonexistent"],
      "--write-config needs --write-kubeconfig"),
@@ -168,3 +168,12 @@ def test_apply_failure_exit_1_with_hint(env: Env, capsys: pytest.CaptureFixture[
     assert "failed        GatewayClass/kong-class Accepted" in out
     assert "fix:" in out
     assert out.rstrip().splitlines()[-1].startswith("apply: FAILED")
+
+
+def test_wired_into_the_main_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    main_cli = pytest.importorskip("lbsync.cli")
+    code = main_cli.main(["bootstrap", "render", "-o", "json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["helm"]["release"] == "kong"
+    # --debug before the subcommand survives the subcommand's own --debug
+    with pytest.raises(Exception, match="kubeconfig"):
+        main_cli.main(["--debug", "bootstrap", "doctor", "--kubeconfig", "/nonexistent"])

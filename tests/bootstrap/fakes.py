@@ -26,7 +26,6 @@ Obj = dict[str, Any]
 GW = "gateway.networking.k8s.io/v1"
 KIC = "konghq.com/kic-gateway-controller"
 UNMANAGED = "konghq.com/gatewayclass-unmanaged"
-TOKEN = "sa-token-for-lbsync"
 
 
 def cond(ctype: str, ok: bool, reason: str, gen: int = 1, message: str = "") -> Obj:
@@ -93,8 +92,11 @@ class StandInController:
             if (secret.get("data") or {}).get("token"):
                 continue
             new = copy.deepcopy(secret)
+            # The emulator accepts one bearer token: minting that one lets tests use the
+            # written kubeconfig for real.
+            token = self.api.token or "sa-token-for-lbsync"
             new["data"] = {
-                "token": base64.b64encode(TOKEN.encode()).decode(),
+                "token": base64.b64encode(token.encode()).decode(),
                 "ca.crt": base64.b64encode(self.api.ca_path.read_bytes()).decode(),
                 "namespace": base64.b64encode(secret["metadata"]["namespace"].encode()).decode()}
             self.api.put(new)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from lbsync.bootstrap import actions, manifests
-from lbsync.bootstrap.kube import obj_path
+from lbsync.bootstrap.kube import ApiCluster, obj_path
 from lbsync.bootstrap.report import Status
 from tests.bootstrap.conftest import Env, helm_calls, statuses
 
@@ -156,7 +156,7 @@ def test_write_kubeconfig_for_the_gateway_host(env: Env, tmp_path: Path) -> None
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     kc = yaml.safe_load(out.read_text())
-    assert kc["users"][0]["user"]["token"] == "sa-token-for-lbsync"
+    assert kc["users"][0]["user"]["token"] == env.api.token
     assert kc["clusters"][0]["cluster"]["server"] == env.api.url
     ca = base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"])
     assert ca == env.api.ca_path.read_bytes()
@@ -164,6 +164,24 @@ def test_write_kubeconfig_for_the_gateway_host(env: Env, tmp_path: Path) -> None
     assert lb == {"kubernetes": {"kubeconfig": "/etc/lbsync/kubeconfig"},
                   "upstreams": [{"name": "k8s_cluster", "service": "kong/kong-gateway-proxy",
                                  "port": 80}]}
+    # The gateway host's view: the written kubeconfig verifies TLS with the embedded CA and
+    # reads what lbsync needs.
+    host = ApiCluster(str(out))
+    assert [n["metadata"]["name"] for n in host.list("v1", "Node")] == ["node-1"]
+    proxy = host.get("v1", "Service", "kong-gateway-proxy", "kong")
+    assert proxy is not None and proxy["spec"]["ports"][0]["nodePort"] == 32001
+
+
+def test_written_config_loads_with_lbsync_config(env: Env, tmp_path: Path) -> None:
+    lbsync_config = pytest.importorskip("lbsync.config")
+    actions.apply(env.ctx)
+    ep = env.ctx.cluster.endpoint()  # type: ignore[attr-defined]
+    kc, conf = tmp_path / "kubeconfig", tmp_path / "config.yaml"
+    actions.write_kubeconfig(env.ctx, ep.server, ep.ca_pem, ep.insecure, str(kc), str(conf),
+                             str(kc))
+    cfg = lbsync_config.load(conf)
+    assert cfg.kubernetes.kubeconfig == kc
+    assert [u.name for u in cfg.upstreams] == ["k8s_cluster"]
 
 
 def test_uninstall_reverses_and_is_repeatable(env: Env) -> None:

@@ -251,3 +251,31 @@ class FakeKong:
             if any(c["type"] == "Programmed" and c["status"] == "True"
                    for p in parents for c in p.get("conditions") or []):
                 yield route
+
+
+class FileServer:
+    """Serves fixed files over plain HTTP on a loopback address (a stand-in release URL)."""
+
+    def __init__(self, address: str, files: dict[str, bytes]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+        self.server = ThreadingHTTPServer((address, 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from lbsync.bootstrap import actions, manifests
+from lbsync.bootstrap.config import ConfigError
 from lbsync.bootstrap.kube import ApiCluster, obj_path
 from lbsync.bootstrap.report import Status
-from tests.bootstrap.conftest import Env, helm_calls, statuses
+from tests.bootstrap.conftest import BUNDLE, Env, helm_calls, statuses
 
 
 def test_apply_installs_everything_and_waits(env: Env) -> None:
@@ -230,3 +231,24 @@ def test_conflict_with_another_manager_fails_with_hint_then_force(env: Env) -> N
     assert not report.failed
     assert statuses(report)["Gateway/kong/kong-gateway"] == "done"
     assert env.api.get("Gateway", "kong-gateway", "kong")["spec"]["listeners"][0]["port"] == 80
+
+
+def test_bundle_is_downloaded_from_the_release_url(env: Env) -> None:
+    from tests.bootstrap.fakes import FileServer
+
+    with FileServer("127.0.20.4", {"/v1.0.0/standard-install.yaml": BUNDLE.read_bytes()}) as srv:
+        env.with_cfg(gateway_api_crds_file=None,
+                     gateway_api_url=f"http://127.0.20.4:{srv.port}/{{version}}/standard-install.yaml")
+        bundle = actions.load_bundle(env.cfg)
+        assert len(bundle) == 4
+        env.with_cfg(gateway_api_version="v9.9.9")
+        with pytest.raises(ConfigError, match=r"cannot download.*--gateway-api-crds"):
+            actions.load_bundle(env.cfg)
+
+
+def test_helm_missing_fails_in_one_line(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    report = actions.apply(env.ctx)
+    last = report.results[-1]
+    assert (last.name, last.status) == ("Kong (helm)", Status.FAILED)
+    assert last.message == "helm: 'helm' not found on PATH"

@@ -29,3 +29,29 @@ test-deb:
 ## (disposable machine, root; installs and purges the .deb)
 test-sandbox:
 	sh packaging/test-sandbox.sh
+
+# --- development: setup, lint, tests (README: `make test`) ----------------------------------
+
+.PHONY: setup lint test-py test-debian-py test
+
+VENV := .venv/bin
+
+## setup: apt packages (nginx, Debian's python3 libraries) and .venv with the newest releases
+setup:
+	sh scripts/dev-setup.sh
+
+## lint: ruff and mypy (strict) on the package
+lint: setup
+	$(VENV)/ruff check lbsync tests
+	$(VENV)/mypy
+
+## test-py: the test suite on the newest PyPI releases (.venv)
+test-py: setup
+	$(VENV)/python -m pytest -q
+
+## test-debian-py: the same suite on Debian 12's python3 and its own library versions
+test-debian-py: setup
+	PYTHONPATH=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider
+
+## test: everything CI runs: lint, both test runs, the systemd unit checks
+test: lint test-py test-debian-py check-unit

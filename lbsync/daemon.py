@@ -9,6 +9,7 @@ configuration (a bad one is logged and the old one kept).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import threading
@@ -111,6 +112,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.kube_factory = kube_factory
         self.template = render.load_template(cfg.nginx.template)
+        self.metrics.ready.set_function(lambda: 1.0 if self.readiness()[0] else 0.0)
         self.log = logs.get("lbsync")
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -155,13 +157,14 @@ class Daemon:
 
     # --- main loop ---------------------------------------------------------------------
 
-    def run(self, *, install_signals: bool = True, on_started: Callable[[], None] | None = None
-            ) -> int:
+    def run(self, *, install_signals: bool = True, lock: bool = True,
+            on_started: Callable[[], None] | None = None) -> int:
+        """Run until stopped. `lock=False`: the caller already holds the output's lock."""
         if install_signals:
             signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
             signal.signal(signal.SIGINT, lambda *_: self.request_stop())
             signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
-        with files.locked(self.cfg.nginx.output):
+        with files.locked(self.cfg.nginx.output) if lock else contextlib.nullcontext():
             self.kube = self.kube_factory(self.cfg)
             self._start_watchers()
             self.log.info("started", output=str(self.cfg.nginx.output),
@@ -198,7 +201,6 @@ class Daemon:
             self._watchdog()
             if self._due():
                 self._pass()
-            self.metrics.ready.set(1 if self.readiness()[0] else 0)
 
     def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
@@ -422,14 +424,16 @@ def run_daemon(cfg: Config, config_path: Path | None) -> int:
     from lbsync.httpapi import HttpApi
 
     daemon = Daemon(cfg, config_path=config_path)
-    try:
-        http = HttpApi(daemon, cfg.http.host, cfg.http.port)
-    except OSError as exc:
-        raise SyncError(f"http.listen: cannot listen on {cfg.http.listen}: {exc.strerror}"
-                        ) from None
-    http.start()
-    try:
-        return daemon.run()
-    finally:
-        http.stop()
+    # The lock first: a second daemon must say "locked", not "address in use".
+    with files.locked(cfg.nginx.output):
+        try:
+            http = HttpApi(daemon, cfg.http.host, cfg.http.port)
+        except OSError as exc:
+            raise SyncError(f"http.listen: cannot listen on {cfg.http.listen}: {exc.strerror}"
+                            ) from None
+        http.start()
+        try:
+            return daemon.run(lock=False)
+        finally:
+            http.stop()
 

@@ -90,7 +90,9 @@ def locked(output: Path, *, wait: bool = False) -> Iterator[None]:
     """
     path = lock_path(output)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Read-only: a lock file left by root (`lbsync once` run by hand) must still be
+        # usable by the unprivileged daemon; flock needs no write access.
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     except OSError as exc:
         raise SyncError(f"cannot open lock file {path}: {exc.strerror}") from None
     try:

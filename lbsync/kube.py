@@ -329,6 +329,11 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.retryable and not isinstance(exc, Expired)
 
 
+def backoff(max_wait: float) -> Any:
+    """Exponential from 0.5 s, capped, plus up to 0.5 s of jitter so clients spread out."""
+    return tenacity.wait_exponential(multiplier=0.5, max=max_wait) + tenacity.wait_random(0, 0.5)
+
+
 def retrying(*, attempts: int | None, max_wait: float = 30.0) -> tenacity.Retrying:
     """Exponential backoff with jitter for retryable API errors; others raise at once.
 
@@ -337,7 +342,7 @@ def retrying(*, attempts: int | None, max_wait: float = 30.0) -> tenacity.Retryi
     stop = tenacity.stop_never if attempts is None else tenacity.stop_after_attempt(attempts)
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_retryable),
-        wait=tenacity.wait_exponential_jitter(initial=0.5, max=max_wait),
+        wait=backoff(max_wait),
         stop=stop,
         reraise=True,
     )

@@ -6,6 +6,7 @@ timeout, and their output is reduced to the one line an operator needs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 
@@ -30,7 +31,12 @@ class CommandResult:
             for line in lines:
                 if marker in line:
                     return line
-        return lines[0] if lines else f"exit status {self.returncode}"
+        first = lines[0] if lines else f"exit status {self.returncode}"
+        if self.argv[:1] == ("systemctl",) or self.argv[0].endswith("/systemctl"):
+            # nginx's own words are in the journal of the unit systemctl ran.
+            unit = next((a for a in self.argv[1:] if a.endswith(".service")), "")
+            first += f" (see: journalctl -u {unit})" if unit else " (see: journalctl)"
+        return first
 
 
 def run(argv: tuple[str, ...], timeout: float) -> CommandResult:
@@ -43,6 +49,7 @@ def run(argv: tuple[str, ...], timeout: float) -> CommandResult:
             stderr=subprocess.STDOUT,
             timeout=timeout,
             check=False,
+            env=child_environment(),
         )
     except FileNotFoundError:
         return CommandResult(argv, 127, f"{argv[0]}: command not found")
@@ -51,6 +58,15 @@ def run(argv: tuple[str, ...], timeout: float) -> CommandResult:
     except subprocess.TimeoutExpired:
         return CommandResult(argv, 124, f"{' '.join(argv)}: timed out after {timeout:g}s")
     return CommandResult(argv, proc.returncode, proc.stdout.decode("utf-8", "replace"))
+
+
+# systemd's notification variables belong to lbsync alone: a child (systemctl) that saw them
+# would talk to lbsync's notify socket.
+PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+
+
+def child_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
 
 
 def check(result: CommandResult, what: str) -> None:

@@ -19,7 +19,7 @@ import tenacity
 
 from lbsync import logs
 from lbsync.cache import ClusterCache
-from lbsync.kube import ApiError, Event, Expired, Listed, is_retryable
+from lbsync.kube import ApiError, Event, Expired, Listed, backoff, is_retryable
 from lbsync.metrics import Metrics
 
 MAX_BACKOFF = 30.0
@@ -161,7 +161,7 @@ class _Stopped(Exception):
     """The daemon is stopping: unwind the reflector quietly."""
 
 
-_exponential = tenacity.wait_exponential_jitter(initial=0.5, max=MAX_BACKOFF)
+_exponential = backoff(MAX_BACKOFF)
 
 
 def _backoff(state: tenacity.RetryCallState) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,20 @@ import yaml
 from lbsync.lab.nginx import PrivateNginx
 from lbsync.lab.nodes import StandinPool
 from lbsync.sim import ApiServer, objects
+
+# Each test process gets its own 127.N.10.x range for stand-in nodes, so two test runs on one
+# machine (or a leftover of an interrupted one) never fight over an address.
+NET = f"127.{os.getpid() % 200 + 20}.10"
+
+
+def addr(i: int) -> str:
+    """The loopback address of stand-in node number i (1-based)."""
+    return f"{NET}.{i}"
+
+
+def hp(i: int, port: int = 32001) -> str:
+    """host:port of stand-in node i, as it appears in an upstream."""
+    return f"{addr(i)}:{port}"
 
 
 @pytest.fixture
@@ -60,10 +75,10 @@ def write_config(path: Path, api: ApiServer, nginx: PrivateNginx, **sections: An
 
 def add_cluster(api: ApiServer, standins: StandinPool | None, count: int,
                 node_port: int = 32001) -> list[str]:
-    """`count` Ready nodes at 127.0.10.x with stand-ins, and Kong's proxy Service."""
+    """`count` Ready nodes at addr(1..count) with stand-ins, and Kong's proxy Service."""
     names = []
     for i in range(1, count + 1):
-        name, address = f"node-{i}", f"127.0.10.{i}"
+        name, address = f"node-{i}", addr(i)
         api.put(objects.node(name, address))
         if standins is not None:
             standins.add(name, address, node_port)

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import addr, hp
 
 from lbsync import files
 from lbsync.apply import ApplyError, Outcome, apply
@@ -51,15 +52,15 @@ def test_change_reloads_and_identical_bytes_do_nothing(
     nginx: PrivateNginx, standins: StandinPool, cfg: tuple[NginxConfig, Path, Path]
 ) -> None:
     ncfg, test_log, reload_log = cfg
-    standins.add("n1", "127.0.10.1", 32001)
+    standins.add("n1", addr(1), 32001)
     workers = nginx.worker_pids()
-    assert apply(upstream("127.0.10.1:32001"), ncfg).outcome is Outcome.RELOADED
+    assert apply(upstream(hp(1)), ncfg).outcome is Outcome.RELOADED
     workers = nginx.wait_reloaded(workers)
     assert get(nginx) == "n1"
     assert (runs(test_log), runs(reload_log)) == (1, 1)
 
     inode = os.stat(nginx.output).st_ino
-    again = apply(upstream("127.0.10.1:32001"), ncfg)
+    again = apply(upstream(hp(1)), ncfg)
     assert again.outcome is Outcome.UNCHANGED
     assert (runs(test_log), runs(reload_log)) == (1, 1)  # no nginx -t, no reload
     assert os.stat(nginx.output).st_ino == inode  # no write either
@@ -70,15 +71,15 @@ def test_failed_test_restores_the_previous_file_and_nginx_keeps_serving(
     nginx: PrivateNginx, standins: StandinPool, cfg: tuple[NginxConfig, Path, Path]
 ) -> None:
     ncfg, _, reload_log = cfg
-    standins.add("n1", "127.0.10.1", 32001)
+    standins.add("n1", addr(1), 32001)
     workers = nginx.worker_pids()
-    apply(upstream("127.0.10.1:32001"), ncfg)
+    apply(upstream(hp(1)), ncfg)
     before = nginx.output.read_bytes()
     workers = nginx.wait_reloaded(workers)
     # Another file breaks the configuration: lbsync's new file must not stay in place.
     (nginx.conf_d / "broken.conf").write_text("this is not nginx;\n")
     with pytest.raises(ApplyError) as err:
-        apply(upstream("127.0.10.1:32001", "127.0.10.2:32001"), ncfg)
+        apply(upstream(hp(1), hp(2)), ncfg)
     assert err.value.stage == "test"
     assert "[emerg]" in str(err.value) and "broken.conf" in str(err.value)
     assert nginx.output.read_bytes() == before
@@ -90,13 +91,13 @@ def test_failed_test_restores_the_previous_file_and_nginx_keeps_serving(
 
 
 def test_failed_reload_restores_the_previous_file(nginx: PrivateNginx, tmp_path: Path) -> None:
-    nginx.output.write_text(upstream("127.0.10.1:32001"))
+    nginx.output.write_text(upstream(hp(1)))
     before = nginx.output.read_bytes()
     ncfg = NginxConfig(output=nginx.output, test_command=nginx.test_command,
                        reload_command=("sh", "-c", "echo 'reload: no master running' >&2; exit 1"))
     with pytest.raises(ApplyError, match="nginx reload failed, previous file restored: "
                                          "reload: no master running") as err:
-        apply(upstream("127.0.10.9:32001"), ncfg)
+        apply(upstream(hp(9)), ncfg)
     assert err.value.stage == "reload"
     assert nginx.output.read_bytes() == before
 
@@ -105,7 +106,7 @@ def test_first_write_with_failing_test_leaves_no_file(tmp_path: Path) -> None:
     out = tmp_path / "up.conf"
     ncfg = NginxConfig(output=out, test_command=("false",), reload_command=("true",))
     with pytest.raises(ApplyError):
-        apply(upstream("127.0.10.1:1"), ncfg)
+        apply(upstream(f"{addr(1)}:1"), ncfg)
     assert not out.exists()
 
 
@@ -113,7 +114,7 @@ def test_missing_command_is_a_clear_failure(tmp_path: Path) -> None:
     out = tmp_path / "up.conf"
     ncfg = NginxConfig(output=out, test_command=("/nonexistent/nginx", "-t"))
     with pytest.raises(ApplyError, match="/nonexistent/nginx: command not found"):
-        apply(upstream("127.0.10.1:1"), ncfg)
+        apply(upstream(f"{addr(1)}:1"), ncfg)
 
 
 def test_write_keeps_the_file_mode(tmp_path: Path) -> None:
@@ -131,9 +132,8 @@ def test_write_keeps_the_file_mode(tmp_path: Path) -> None:
 def test_lock_excludes_a_second_holder(tmp_path: Path) -> None:
     out = tmp_path / "up.conf"
     with files.locked(out):
-        with pytest.raises(files.Locked, match="locked by another lbsync process"):
-            with files.locked(out):
-                pass
+        with pytest.raises(files.Locked, match="locked by another lbsync"), files.locked(out):
+            pass
     with files.locked(out):  # released again
         pass
     assert files.lock_path(out).name == ".up.conf.lock"

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import add_cluster, write_config
+from conftest import add_cluster, addr, hp, write_config
 
 from lbsync.lab.nginx import PrivateNginx
 from lbsync.lab.nodes import StandinPool
@@ -53,8 +53,8 @@ def test_once_writes_reloads_and_traffic_reaches_exactly_the_eligible_nodes(
 ) -> None:
     add_cluster(api, standins, 3)
     # A fourth node answers too, but is NotReady: it must get no traffic.
-    api.put(objects.node("node-4", "127.0.10.4", ready=False))
-    standins.add("node-4", "127.0.10.4", 32001)
+    api.put(objects.node("node-4", addr(4), ready=False))
+    standins.add("node-4", addr(4), 32001)
     workers = nginx.worker_pids()
 
     result = lbsync("-c", str(cfg_path), "once")
@@ -64,8 +64,8 @@ def test_once_writes_reloads_and_traffic_reaches_exactly_the_eligible_nodes(
     nginx.wait_reloaded(workers)
     assert served_by(nginx) == Counter({"node-1": 4, "node-2": 4, "node-3": 4})
     text = nginx.output.read_text()
-    assert "server 127.0.10.1:32001 max_fails=3 fail_timeout=10s;  # node-1" in text
-    assert "127.0.10.4" not in text
+    assert f"server {hp(1)} max_fails=3 fail_timeout=10s;  # node-1" in text
+    assert addr(4) not in text
 
 
 def test_not_ready_node_is_dropped_and_an_unchanged_run_does_not_reload(
@@ -80,7 +80,7 @@ def test_not_ready_node_is_dropped_and_an_unchanged_run_does_not_reload(
     assert again.stdout == "k8s_cluster: 3 nodes (+0 -0), unchanged\n"
     assert nginx.worker_pids() == workers  # no reload: same worker processes
 
-    api.put(objects.node("node-2", "127.0.10.2", ready=False))
+    api.put(objects.node("node-2", addr(2), ready=False))
     dropped = lbsync("-c", str(cfg_path), "once")
     assert dropped.stdout == "k8s_cluster: 2 nodes (+0 -1), reloaded\n", dropped.stderr
     nginx.wait_reloaded(workers)
@@ -96,7 +96,7 @@ def test_failing_nginx_test_keeps_the_previous_file_and_nginx_serving(
     before = nginx.output.read_bytes()
     workers = nginx.wait_reloaded(workers)
     (nginx.conf_d / "other.conf").write_text("upstream broken { server ; }\n")
-    api.put(objects.node("node-3", "127.0.10.3"))
+    api.put(objects.node("node-3", addr(3)))
 
     result = lbsync("-c", str(cfg_path), "once")
     assert result.returncode == 1
@@ -136,7 +136,7 @@ def test_render_prints_the_file_and_touches_nothing(
     workers = nginx.worker_pids()
     result = lbsync("-c", str(cfg_path), "render")
     assert result.returncode == 0, result.stderr
-    assert "upstream k8s_cluster {\n    server 127.0.10.1:32001" in result.stdout
+    assert f"upstream k8s_cluster {{\n    server {hp(1)}" in result.stdout
     assert nginx.output.read_bytes() == before
     assert nginx.worker_pids() == workers
 
@@ -144,7 +144,7 @@ def test_render_prints_the_file_and_touches_nothing(
 def test_missing_service_fails_naming_it(
     api: ApiServer, nginx: PrivateNginx, cfg_path: Path
 ) -> None:
-    api.put(objects.node("node-1", "127.0.10.1"))
+    api.put(objects.node("node-1", addr(1)))
     before = nginx.output.read_bytes()
     result = lbsync("-c", str(cfg_path), "once")
     assert result.returncode == 1
@@ -156,7 +156,7 @@ def test_too_few_nodes_refuses_to_write(
     api: ApiServer, nginx: PrivateNginx, tmp_path: Path
 ) -> None:
     add_cluster(api, None, 2)
-    api.put(objects.node("node-2", "127.0.10.2", ready=False))
+    api.put(objects.node("node-2", addr(2), ready=False))
     path = write_config(tmp_path / "c.yaml", api, nginx, nodes={"min_nodes": 2})
     before = nginx.output.read_bytes()
     result = lbsync("-c", str(path), "once")

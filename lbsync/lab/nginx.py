@@ -147,6 +147,16 @@ http {{
             time.sleep(0.01)
         raise TimeoutError("nginx workers were not replaced")
 
+    def settled_workers(self, timeout: float = 10.0) -> set[int]:
+        """The worker once no reload is in progress (exactly the one configured worker)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.worker_pids()
+            if len(now) == 1:
+                return now
+            time.sleep(0.01)
+        raise TimeoutError("nginx workers did not settle")
+
     def stop(self, timeout: float = 10.0) -> None:
         pid = self.master_pid()
         if pid is None:

@@ -314,7 +314,7 @@ class Operations:
             self._fresh_meta(rt, obj)
             self._default(rt, obj, None)
             if field_manager:
-                self._record_manager(obj, field_manager, "Update", leaf_paths(body), rt)
+                self._record_update(rt, None, obj, field_manager, None)
             return self._commit(rt, obj, ns, name).new
 
     def replace(self, rt: ResourceType, namespace: str | None, name: str, body: Obj,
@@ -335,7 +335,7 @@ class Operations:
             self._carry_meta(rt, old.obj, obj)
             self._default(rt, obj, old.obj)
             if field_manager:
-                self._record_manager(obj, field_manager, "Update", leaf_paths(body), rt)
+                self._record_update(rt, old.obj, obj, field_manager, subresource)
             return self._commit(rt, obj, ns, name).new
 
     def patch(self, rt: ResourceType, namespace: str | None, name: str, content_type: str,
@@ -388,8 +388,8 @@ class Operations:
             self._default(rt, new, old.obj)
             if new == old.obj:
                 return old, False
-            if field_manager and isinstance(patch, dict):
-                self._record_manager(new, field_manager, "Update", leaf_paths(patch), rt)
+            if field_manager:
+                self._record_update(rt, old.obj, new, field_manager, subresource)
             return self._commit(rt, new, ns, name).new, False
 
     def apply(self, rt: ResourceType, ns: str, name: str, applied: Obj, manager: str,
@@ -474,6 +474,26 @@ class Operations:
                 return old, False
             self._record_manager(new, manager, "Apply", paths, rt, subresource)
             return self._commit(rt, new, ns, name).new, False
+
+    def _record_update(self, rt: ResourceType, old: Obj | None, new: Obj, manager: str,
+                       subresource: str | None) -> None:
+        """Give ``manager`` (operation Update) the fields this write changed, taking them
+        from other managers, as a real server does for non-apply writes."""
+        changed = {p for p in leaf_paths(new) if old is None or _lookup(new, p) != _lookup(old, p)}
+        if rt.has_status:
+            changed = {p for p in changed if (p[0] == "status") == (subresource == "status")}
+        if not changed:
+            return
+        entries = []
+        for entry in new["metadata"].get("managedFields") or []:
+            owned = from_fields_v1(entry.get("fieldsV1") or {})
+            keep = {q for q in owned if not any(_overlaps(q, p) for p in changed)}
+            if keep != owned:
+                entry = dict(entry, fieldsV1=to_fields_v1(keep))
+            if keep:
+                entries.append(entry)
+        new["metadata"]["managedFields"] = entries
+        self._record_manager(new, manager, "Update", changed, rt, subresource)
 
     def _record_manager(self, obj: Obj, manager: str, operation: str, paths: set[Path_],
                         rt: ResourceType, subresource: str | None = None,

@@ -225,6 +225,11 @@ class _Handler(BaseHTTPRequestHandler):
         if sub is not None and (sub != "status" or not rt.has_status):
             raise ApiError(404, "the server could not find the requested resource")
         fm = q.get("fieldManager") or None
+        if (fm is None and method in ("POST", "PUT")) or (
+                method == "PATCH" and "apply-patch" not in self.headers.get("Content-Type", "")):
+            # non-apply writes are owned by a manager named after the client, as in a real
+            # server (e.g. "OpenAPI-Generator" for the Python client)
+            fm = fm or (self.headers.get("User-Agent") or "unknown").split("/")[0] or "unknown"
         if method != "GET" and q.get("dryRun"):
             if q["dryRun"] != "All":
                 raise ApiError(400, f"unsupported dryRun value {q['dryRun']!r}: only All")

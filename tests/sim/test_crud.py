@@ -318,3 +318,22 @@ def test_namespace_delete_cascades(api: ApiServer, core: Any) -> None:
     assert json.loads(ns.data)["status"]["phase"] == "Terminating"
     assert api.get("Service", "kong-gateway-proxy", "kong") is None
     assert api.get("Namespace", "kong") is None
+
+
+def test_non_apply_writes_take_ownership_so_reapply_conflicts(
+        api: ApiServer, core: Any, dyn: DynamicClient) -> None:
+    api.put(objects.namespace("kong"))
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "lb", "namespace": "kong"}, "data": {"mode": "a", "x": "1"}}
+    ssa(dyn, cms, body, "lbsync")
+    core.patch_namespaced_config_map("lb", "kong", {"data": {"mode": "b"}})
+    managers = {(m["manager"], m["operation"]): m["fieldsV1"]
+                for m in api.get("ConfigMap", "lb", "kong")["metadata"]["managedFields"]}  # type: ignore[index]
+    assert managers[("OpenAPI-Generator", "Update")] == {"f:data": {"f:mode": {}}}
+    assert managers[("lbsync", "Apply")] == {"f:data": {"f:x": {}}}
+    with pytest.raises(ApiException) as exc:
+        ssa(dyn, cms, body, "lbsync")
+    assert exc.value.status == 409
+    assert "OpenAPI-Generator" in _status_body(exc.value)["message"]
+    assert ssa(dyn, cms, body, "lbsync", force=True).data.mode == "a"

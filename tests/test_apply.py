@@ -131,9 +131,13 @@ def test_write_keeps_the_file_mode(tmp_path: Path) -> None:
 
 def test_lock_excludes_a_second_holder(tmp_path: Path) -> None:
     out = tmp_path / "up.conf"
-    with files.locked(out):
-        with pytest.raises(files.Locked, match="locked by another lbsync"), files.locked(out):
+    def take(path: Path) -> None:
+        with files.locked(path):
             pass
+
+    with files.locked(out), pytest.raises(files.Locked) as err:
+        take(out)
+    assert "locked by another lbsync process" in str(err.value)
     with files.locked(out):  # released again
         pass
     assert files.lock_path(out).name == ".up.conf.lock"

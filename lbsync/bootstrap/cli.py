@@ -42,6 +42,15 @@ from lbsync.bootstrap.report import (
 
 Handler = Callable[[argparse.Namespace], int]
 DEFAULT_HOST_KUBECONFIG = "/etc/lbsync/kubeconfig"
+EPILOG = """\
+exit codes:
+  0  success (apply: changed or unchanged; the last line and -o json "changed" say which)
+  1  something failed (one line per failure names the object, with a fix when known)
+  2  usage or configuration error
+  3  checks passed with warnings (check, doctor)
+
+walk-through: docs/bootstrap.md
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser(
         "bootstrap", help="install Kong + Gateway API and lbsync's access into a cluster",
         description="From an empty cluster to Kong serving through the Gateway API, "
-                    "idempotently, verified and reversible.")
+                    "idempotently, verified and reversible.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bootstrap_command", metavar="COMMAND")
     sub.required = True
 
@@ -197,8 +207,9 @@ def _helm(args: argparse.Namespace) -> Helm:
     return Helm(args.kubeconfig, args.context)
 
 
-def _context(args: argparse.Namespace, cfg: BootstrapConfig, out: TextIO) -> actions.Context:
-    ctx = actions.Context(cfg, _cluster(args), _helm(args))
+def _context(args: argparse.Namespace, cfg: BootstrapConfig, cluster: ApiCluster,
+             out: TextIO) -> actions.Context:
+    ctx = actions.Context(cfg, cluster, _helm(args))
     if args.output == "text":
         # Stream as steps finish: an apply can wait for minutes and people want to see progress.
         ctx.on_result = lambda r: _print_result(r, out)
@@ -260,26 +271,27 @@ def cmd_apply(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if args.write_config and not args.write_kubeconfig:
         raise ConfigError("--write-config needs --write-kubeconfig")
-    ctx = _context(args, cfg, sys.stdout)
+    cluster = _cluster(args)
+    ctx = _context(args, cfg, cluster, sys.stdout)
     ctx.force_conflicts = args.force_conflicts
     report = actions.apply(ctx, dry_run=args.dry_run)
     if args.write_kubeconfig and not report.failed and not args.dry_run:
-        try:
-            cluster = ctx.cluster
-            assert isinstance(cluster, ApiCluster)
-            ep = cluster.endpoint()
-            for result in actions.write_kubeconfig(
-                    ctx, args.server or ep.server, ep.ca_pem, ep.insecure, args.write_kubeconfig,
-                    args.write_config, args.host_kubeconfig_path):
-                report.add(result)
-                ctx.on_result(result)
-        except (KubeError, OSError) as exc:
-            failed = Result(f"kubeconfig {args.write_kubeconfig}", Status.FAILED,
-                            str(exc))
-            report.add(failed)
-            ctx.on_result(failed)
+        for result in _write_kubeconfig(args, ctx, cluster):
+            report.add(result)
+            ctx.on_result(result)
     report.extra["dry_run"] = bool(args.dry_run)
     return _finish(args, report, streamed=True)
+
+
+def _write_kubeconfig(args: argparse.Namespace, ctx: actions.Context,
+                      cluster: ApiCluster) -> list[Result]:
+    ep = cluster.endpoint()
+    try:
+        return actions.write_kubeconfig(ctx, args.server or ep.server, ep.ca_pem, ep.insecure,
+                                        args.write_kubeconfig, args.write_config,
+                                        args.host_kubeconfig_path)
+    except (KubeError, OSError) as exc:
+        return [Result(f"kubeconfig {args.write_kubeconfig}", Status.FAILED, str(exc))]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -295,7 +307,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    ctx = _context(args, cfg, sys.stdout)
+    ctx = _context(args, cfg, _cluster(args), sys.stdout)
     return _finish(args, actions.uninstall(ctx, purge=args.purge), streamed=True)
 
 

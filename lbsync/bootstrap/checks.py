@@ -130,6 +130,25 @@ def existing_bundle(installed: list[Obj], wanted: str) -> Result:
     return Result("Gateway API CRDs", Status.PASS, f"{shown} installed; will upgrade to {wanted}")
 
 
+def backends(routes: list[tuple[str, bool]]) -> list[Result]:
+    """(namespace/service, exists) per route backend: a missing one makes apply's wait fail."""
+    results = []
+    for ref, exists in routes:
+        if exists:
+            results.append(Result(f"backend {ref}", Status.PASS))
+        else:
+            results.append(Result(f"backend {ref}", Status.WARN, "Service not found; its route "
+                                  "will report BackendNotFound and apply will wait on it",
+                                  "deploy the backend before `apply`, or fix the route"))
+    return results
+
+
+def _backends(cfg: BootstrapConfig, cluster: Cluster) -> list[Result]:
+    refs = dict.fromkeys((r.namespace, r.service) for r in cfg.routes)
+    return backends([(f"{ns}/{svc}", cluster.get("v1", "Service", svc, ns) is not None)
+                     for ns, svc in refs])
+
+
 def _permission(cluster: Cluster, verb: str, group: str, resource: str) -> list[Result]:
     return [permission(verb, group, resource, cluster.can_i(verb, group, resource))]
 
@@ -162,4 +181,5 @@ def run_pre(cfg: BootstrapConfig, cluster: Cluster, helm: Helm) -> Report:
     report.results += _guard("Gateway API CRDs", lambda: [existing_bundle(
         cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
         cfg.gateway_api_version)])
+    report.results += _guard("route backends", partial(_backends, cfg, cluster))
     return report

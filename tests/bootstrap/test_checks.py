@@ -68,6 +68,12 @@ def test_helm_version(version: tuple[int, int, int] | None, error: str | None,
     assert checks.helm_version(version, error).status is status
 
 
+def test_backends() -> None:
+    results = checks.backends([("default/a", True), ("default/b", False)])
+    assert [r.status for r in results] == [Status.PASS, Status.WARN]
+    assert results[1].name == "backend default/b" and "BackendNotFound" in results[1].message
+
+
 def test_permission() -> None:
     assert checks.permission("create", "", "namespaces", True).status is Status.PASS
     denied = checks.permission("create", "rbac.authorization.k8s.io", "clusterroles", False)

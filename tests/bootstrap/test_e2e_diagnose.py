@@ -51,6 +51,7 @@ def test_check_pre_on_an_empty_cluster(env: Env) -> None:
     assert got["node port 32001"] == "PASS"
     assert got["node port 32001 band"] == "WARN"  # 32001 lies in the dynamic band
     assert got["Gateway API CRDs"] == "PASS"
+    assert got["backend default/hello-world-1-svc"] == "PASS"
     assert report.exit_code() == 3
 
 

@@ -11,6 +11,8 @@ stale the moment the bootstrap installs CRDs.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +20,9 @@ from typing import Any, Protocol
 from lbsync.bootstrap.manifests import FIELD_MANAGER, Obj
 
 REQUEST_TIMEOUT = 15.0
+RETRIES = 3
+RETRY_BACKOFF = 0.3
+RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 # (apiVersion, kind) -> (plural, namespaced). The bootstrap's whole vocabulary.
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
@@ -110,6 +115,7 @@ class ApiCluster:
             raise KubeError(f"kubeconfig {where}", None, _first_line(str(exc))) from None
         self._api = api_client
         self._dyn = DynamicClient(api_client, discoverer=_NoDiscovery)
+        self.sleep: Callable[[float], None] = time.sleep
 
     def endpoint(self) -> Endpoint:
         conf = self._api.configuration
@@ -120,14 +126,26 @@ class ApiCluster:
                 **params: Any) -> Any:
         """One API call; returns parsed JSON. Raises KubeError with the server's message."""
         from kubernetes.client.rest import ApiException
+        from urllib3.exceptions import HTTPError
 
         params.setdefault("_request_timeout", REQUEST_TIMEOUT)
-        try:
-            resp = self._dyn.request(method, path, body=body, serialize=False, **params)
-        except ApiException as exc:
-            raise KubeError(what, exc.status, _status_message(exc.body, exc.reason)) from None
-        except Exception as exc:  # connection refused, TLS, timeouts: urllib3's many kinds
-            raise KubeError(what, None, f"cannot reach the API server ({_reason(exc)})") from None
+        # Every call the bootstrap makes is idempotent (GET, apply, DELETE, access reviews),
+        # so transient answers (429, 5xx, a dropped connection) are simply tried again.
+        for attempt in range(1, RETRIES + 1):
+            try:
+                resp = self._dyn.request(method, path, body=body, serialize=False, **params)
+                break
+            except ApiException as exc:
+                err = KubeError(what, exc.status, _status_message(exc.body, exc.reason))
+                delay = _retry_after(exc.headers)
+                if exc.status not in RETRY_STATUSES:
+                    raise err from None
+            except (HTTPError, OSError) as exc:  # refused, TLS, timeouts: urllib3's many kinds
+                err = KubeError(what, None, f"cannot reach the API server ({_reason(exc)})")
+                delay = None
+            if attempt == RETRIES:
+                raise err from None
+            self.sleep(delay if delay is not None else RETRY_BACKOFF * attempt)
         data = resp.data
         return json.loads(data) if data else {}
 
@@ -219,6 +237,15 @@ def _status_message(body: Any, reason: Any) -> str:
     except (ValueError, AttributeError):
         message = None
     return _first_line(str(message or reason or "request failed"))
+
+
+def _retry_after(headers: Any) -> float | None:
+    """The server's Retry-After (seconds), capped: a bootstrap should not stall for long."""
+    try:
+        value = headers.get("Retry-After") if headers else None
+        return min(float(value), 5.0) if value else None
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _reason(exc: Exception) -> str:

@@ -252,3 +252,33 @@ def test_helm_missing_fails_in_one_line(env: Env, monkeypatch: pytest.MonkeyPatc
     last = report.results[-1]
     assert (last.name, last.status) == ("Kong (helm)", Status.FAILED)
     assert last.message == "helm: 'helm' not found on PATH"
+
+
+def test_transient_api_errors_are_retried(env: Env) -> None:
+    cluster: Any = env.ctx.cluster
+    cluster.sleep = lambda s: None
+    env.api.faults.fail_next(2, 500, "/gateways/kong-gateway")
+    env.api.faults.fail_next(1, 429, "/namespaces/kong")
+    report = actions.apply(env.ctx)
+    assert not report.failed, report.results
+
+
+def test_persistent_api_errors_fail_in_one_line(env: Env) -> None:
+    cluster: Any = env.ctx.cluster
+    cluster.sleep = lambda s: None
+    env.api.faults.fail_next(10, 500, "/gateways/kong-gateway")
+    report = actions.apply(env.ctx)
+    last = report.results[-1]
+    assert last.status is Status.FAILED and last.name == "GatewayClass, Gateway, HTTPRoutes"
+    assert last.message == "Gateway/kong/kong-gateway: injected failure (500) (HTTP 500)"
+
+
+def test_api_outage_fails_in_one_line(env: Env) -> None:
+    cluster: Any = env.ctx.cluster
+    cluster.sleep = lambda s: None
+    env.api.faults.set_outage(True)
+    report = actions.apply(env.ctx)
+    (only,) = report.results
+    assert only.status is Status.FAILED
+    assert "cannot reach the API server" in only.message and "\n" not in only.message
+    env.api.faults.set_outage(False)

@@ -189,12 +189,9 @@ def _node_managed_fields(metadata: Obj, spec: Obj, status: Obj) -> list[Obj]:
                status["conditions"]}},
         "f:daemonEndpoints": {"f:kubeletEndpoint": {"f:Port": {}}},
         "f:images": {},
-        "f:nodeInfo": _keys(status["nodeInfo"]),
+        "f:nodeInfo": {"f:bootID": {}, "f:kubeletVersion": {}},
     }
     entries: list[Obj] = [
-        {"manager": "kubeadm", "operation": "Update", "apiVersion": "v1", "time": since,
-         "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:annotations": {
-             "f:kubeadm.alpha.kubernetes.io/cri-socket": {}}}}},
         {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": since,
          "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {
              "f:annotations": {".": {}, "f:volumes.kubernetes.io/controller-managed-attach-detach":
@@ -210,7 +207,7 @@ def _node_managed_fields(metadata: Obj, spec: Obj, status: Obj) -> list[Obj]:
              "f:status": kubelet_status}, "subresource": "status"},
     ]
     if spec.get("taints"):
-        entries[2]["fieldsV1"]["f:spec"]["f:taints"] = {}
+        entries[1]["fieldsV1"]["f:spec"]["f:taints"] = {}
     return entries
 
 

@@ -256,3 +256,13 @@ def test_five_thousand_nodes_list_in_pages(api: ApiServer, core: Any) -> None:
     took = time.monotonic() - t
     print(f"\n5000 nodes: setup {setup:.2f}s; {pages} pages, {size / 1e6:.1f} MB in {took:.2f}s")
     assert count == 5000 and pages == 10
+
+
+def test_plain_http_mode(tmp_path: Any) -> None:
+    with ApiServer(workdir=tmp_path, tls=False) as api:
+        assert api.url.startswith("http://")
+        api.put(objects.node("n1", "127.0.10.1"))
+        c = kubernetes.config.new_client_from_config(config_file=str(api.kubeconfig_path))
+        assert [n.metadata.name for n in kubernetes.client.CoreV1Api(c).list_node().items] == [
+            "n1"]
+        assert not (tmp_path / "ca.crt").exists()

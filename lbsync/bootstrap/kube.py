@@ -11,6 +11,7 @@ stale the moment the bootstrap installs CRDs.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,9 +249,20 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
-def _reason(exc: Exception) -> str:
-    inner = getattr(exc, "reason", None)
-    return _first_line(str(inner or exc) or exc.__class__.__name__)
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a urllib3 error, without its wrappers' reprs."""
+    for _ in range(5):
+        inner = getattr(exc, "reason", None)
+        nested = [a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)]
+        if isinstance(inner, BaseException):
+            exc = inner
+        elif nested:
+            exc = nested[-1]
+        else:
+            break
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    text = re.sub(r"^<[^>]*>:\s*", "", text)  # "<urllib3...HTTPConnection object at 0x..>: "
+    return _first_line(text or exc.__class__.__name__)
 
 
 def _first_line(text: str) -> str:

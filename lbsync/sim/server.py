@@ -260,6 +260,17 @@ class _Handler(BaseHTTPRequestHandler):
                 stored = ops.create(rt, namespace, _json_body(raw), fm)
                 self._send(201, stored.full)
                 return
+            if method == "DELETE":
+                self._check_verb("deletecollection", rt)
+                pred = self._predicates(rt, namespace, q)
+                with self.api.store.cond:
+                    doomed = [s for s in self.api.store.sorted_items(rt)
+                              if pred is None or pred(s.obj)]
+                    for s in doomed:
+                        ops.delete(rt, s.namespace or None, s.name)
+                self._send(200, dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                       "status": "Success"}))
+                return
             raise ApiError(405, f"{method} is not supported on a collection",
                            reason="MethodNotAllowed")
         if method == "PUT":

@@ -337,3 +337,11 @@ def test_non_apply_writes_take_ownership_so_reapply_conflicts(
     assert exc.value.status == 409
     assert "OpenAPI-Generator" in _status_body(exc.value)["message"]
     assert ssa(dyn, cms, body, "lbsync", force=True).data.mode == "a"
+
+
+def test_delete_collection_with_a_selector(api: ApiServer, core: Any) -> None:
+    api.put(objects.node("a", "127.0.10.1", labels={"pool": "edge"}))
+    api.put(objects.node("b", "127.0.10.2", labels={"pool": "core"}))
+    api.put(objects.node("c", "127.0.10.3", labels={"pool": "edge"}))
+    core.delete_collection_node(label_selector="pool=edge")
+    assert [n["metadata"]["name"] for n in api.list("Node")] == ["b"]

@@ -218,6 +218,8 @@ def _helm_repo(ctx: Context, dry_run: bool) -> Result:
 
 
 def _helm_upgrade(ctx: Context, what: str, values: Obj, *, upgrading: bool) -> Result:
+    # A repo added long ago has a stale index that may not list the pinned chart version.
+    ctx.helm.run("repo", "update", ctx.cfg.repo_name)
     with tempfile.TemporaryDirectory(prefix="lbsync-bootstrap-") as tmp:
         values_file = os.path.join(tmp, "values.yaml")
         Path(values_file).write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")

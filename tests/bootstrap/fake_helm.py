@@ -190,6 +190,11 @@ def main(argv: list[str]) -> None:
         state["repos"] = [r for r in state["repos"] if r["name"] != argv[2]]
         state["repos"].append({"name": argv[2], "url": argv[3]})
         print(f'"{argv[2]}" has been added to your repositories')
+    elif cmd == ["repo", "update"]:
+        for name in argv[2:argv.index("--kubeconfig") if "--kubeconfig" in argv else None]:
+            if not any(r["name"] == name for r in state["repos"]):
+                fail(f"no repositories found matching '{name}'")
+        print("Update Complete. ⎈Happy Helming!⎈")
     elif argv[:1] == ["list"]:
         ns = opt(argv, "-n", "--namespace", default="default")
         flt = (opt(argv, "--filter") or "").strip("^$")

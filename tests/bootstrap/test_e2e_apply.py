@@ -46,8 +46,10 @@ def test_apply_installs_everything_and_waits(env: Env) -> None:
     managers = {m["manager"] for m in gw["metadata"]["managedFields"]}
     assert "lbsync" in managers
 
-    upgrade = [c for c in helm_calls(env.helm_bin) if c[:2] == ["upgrade", "--install"]]
+    calls = helm_calls(env.helm_bin)
+    upgrade = [c for c in calls if c[:2] == ["upgrade", "--install"]]
     assert len(upgrade) == 1
+    assert calls[calls.index(upgrade[0]) - 1][:3] == ["repo", "update", "kong"]
     argv = upgrade[0]
     assert argv[2:4] == ["kong", "kong/ingress"]
     assert argv[argv.index("--version") + 1] == "0.10.2"
@@ -107,8 +109,9 @@ def test_chart_upgrade_reapplies_chart_crds_first(env: Env) -> None:
     names = [r.name for r in report.results]
     crd = names.index("CustomResourceDefinition/kongplugins.configuration.konghq.com")
     assert crd < names.index("helm release kong/kong (ingress-0.11.0)")
-    calls = helm_calls(env.helm_bin)
-    assert calls[-2][:5] == ["show", "crds", "kong/ingress", "--version", "0.11.0"]
+    calls = [c[:5] for c in helm_calls(env.helm_bin)]
+    show = calls.index(["show", "crds", "kong/ingress", "--version", "0.11.0"])
+    assert calls[-1][:2] == ["upgrade", "--install"] and show < len(calls) - 1
 
 
 def test_newer_crds_are_not_downgraded(env: Env) -> None:

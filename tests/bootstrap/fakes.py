@@ -219,7 +219,7 @@ class FakeKong:
 
         self.server = ThreadingHTTPServer((address, 0), Handler)
         self.address, self.port = address, self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> FakeKong:
         self._thread.start()
@@ -270,7 +270,7 @@ class FileServer:
 
         self.server = ThreadingHTTPServer((address, 0), Handler)
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> FileServer:
         self._thread.start()

@@ -30,28 +30,18 @@ test-deb:
 test-sandbox:
 	sh packaging/test-sandbox.sh
 
-# --- development: setup, lint, tests (README: `make test`) ----------------------------------
+# --- development (README): scripts/test and scripts/demo do the same without make ----------
 
-.PHONY: setup lint test-py test-debian-py test
-
-VENV := .venv/bin
+.PHONY: setup test demo
 
 ## setup: apt packages (nginx, Debian's python3 libraries) and .venv with the newest releases
 setup:
 	sh scripts/dev-setup.sh
 
-## lint: ruff and mypy (strict) on the package
-lint: setup
-	$(VENV)/ruff check lbsync tests
-	$(VENV)/mypy
+## test: everything CI runs: lint, the suite on .venv and on Debian's python3, unit checks
+test:
+	sh scripts/test
 
-## test-py: the test suite on the newest PyPI releases (.venv)
-test-py: setup
-	$(VENV)/python -m pytest -q
-
-## test-debian-py: the same suite on Debian 12's python3 and its own library versions
-test-debian-py: setup
-	PYTHONPATH=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider
-
-## test: everything CI runs: lint, both test runs, the systemd unit checks
-test: lint test-py test-debian-py check-unit
+## demo: the built-in demo cluster
+demo:
+	sh scripts/demo

@@ -81,6 +81,7 @@ http {{
     include {self.conf_d}/*.conf;
     server {{
         listen 127.0.0.1:{self.port};
+        server_name worlds.com;
         location / {{
             proxy_pass http://{self.upstream};
             proxy_next_upstream error timeout;

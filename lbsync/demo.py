@@ -181,7 +181,8 @@ class Demo:
             f"metrics: curl http://127.0.0.1:{self.http_port}/metrics",
             f"  file:   {self.nginx.output}",
             "",
-            f"  {'NODE':<8} {'ADDRESS':<16} {'READY':<7} {'IN UPSTREAM':<12} REQUESTS SERVED SINCE LAST CHANGE",
+            f"  {'NODE':<8} {'ADDRESS':<16} {'READY':<7} {'IN UPSTREAM':<12} "
+            "REQUESTS SERVED SINCE LAST CHANGE",
         ]
         for name, ready in self.ready.items():
             index = int(name.split("-")[1])

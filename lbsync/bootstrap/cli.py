@@ -275,8 +275,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     ctx = _context(args, cfg, cluster, sys.stdout)
     ctx.force_conflicts = args.force_conflicts
     report = actions.apply(ctx, dry_run=args.dry_run)
-    if args.write_kubeconfig and not report.failed and not args.dry_run:
-        for result in _write_kubeconfig(args, ctx, cluster):
+    if args.write_kubeconfig and not report.failed:
+        results = ([Result(f"kubeconfig {args.write_kubeconfig}", Status.SKIPPED, "dry run")]
+                   if args.dry_run else _write_kubeconfig(args, ctx, cluster))
+        for result in results:
             report.add(result)
             ctx.on_result(result)
     report.extra["dry_run"] = bool(args.dry_run)

@@ -177,3 +177,15 @@ def test_wired_into_the_main_cli(capsys: pytest.CaptureFixture[str]) -> None:
     # --debug before the subcommand survives the subcommand's own --debug
     with pytest.raises(Exception, match="kubeconfig"):
         main_cli.main(["--debug", "bootstrap", "doctor", "--kubeconfig", "/nonexistent"])
+
+
+def test_dry_run_writes_no_kubeconfig(env: Env, capsys: pytest.CaptureFixture[str],
+                                      tmp_path: Path) -> None:
+    kc = tmp_path / "kubeconfig"
+    code, out, _ = run(capsys, "apply", "--dry-run", "-o", "json", *common(env),
+                       "--write-kubeconfig", str(kc))
+    doc = json.loads(out)
+    assert code == 0 and doc["dry_run"] is True and doc["changed"] is True
+    assert doc["results"][-1] == {"name": f"kubeconfig {kc}", "status": "skipped",
+                                  "message": "dry run"}
+    assert not kc.exists()

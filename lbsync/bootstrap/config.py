@@ -192,6 +192,10 @@ def _section_values(section: str, keys: dict[str, str], raw: Any) -> dict[str, A
         name = keys[key]
         if name in _INT_FIELDS:
             out[name] = int(_number(f"{section}.{key}", value))
+        elif isinstance(value, float):
+            # `chart_version: 1.10` is the float 1.1 to YAML: refuse rather than guess.
+            raise ConfigError(f"bootstrap config: {section}.{key}: YAML read {value!r} as a "
+                              "number; quote it")
         else:
             out[name] = None if value is None else str(value)
     return out

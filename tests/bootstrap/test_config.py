@@ -84,6 +84,7 @@ def test_full_file() -> None:
     ({"routes": [{"host": "a.b"}]}, "missing key 'backend'"),
     ({"routes": ["a.b/x -> s:80", "a.b/x -> t:80"]}, "duplicate"),
     ({"wait_timeout": 0}, "positive"),
+    ({"kong": {"chart_version": 1.10}}, "quote it"),
     ([1, 2], "mapping"),
 ])
 def test_config_errors(data: Any, match: str) -> None:

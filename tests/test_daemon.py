@@ -330,3 +330,26 @@ def test_nothing_is_written_before_the_first_list_completes(
     assert d.get("/readyz")[0] == 503
     api.faults.clear()
     d.converged(hp(1), hp(2), timeout=40)
+
+
+def test_a_steady_trickle_cannot_starve_passes_and_reloads_are_spaced(
+    api: ApiServer, standins: StandinPool, run_daemon: Callable[..., Running]
+) -> None:
+    add_cluster(api, standins, 2)
+    # A new node every 0.1 s never leaves 0.3 s of quiet: only max_delay lets passes run.
+    d = run_daemon(sync={"debounce": 0.3, "max_delay": 0.6, "min_reload_interval": 1.0})
+    d.converged(hp(1), hp(2))
+    reloads = d.metric("lbsync_reloads_total", result="success")
+    start = time.monotonic()
+    i = 0
+    seen_mid_trickle = set()
+    while time.monotonic() - start < 3.0:
+        i += 1
+        api.put(ready_node(f"node-{10 + i}", addr(10 + i)))  # every state differs
+        seen_mid_trickle.add(d.metric("lbsync_reloads_total", result="success"))
+        time.sleep(0.1)
+    during = d.metric("lbsync_reloads_total", result="success") - reloads
+    assert len(seen_mid_trickle) >= 2, "no reload happened while events kept coming"
+    # min_reload_interval=1.0 bounds 3 s of changes to about 3 reloads, not 30.
+    assert 1 <= during <= 4, f"{during} reloads in 3 s"
+    d.converged(hp(1), hp(2), *(hp(10 + k) for k in range(1, i + 1)))

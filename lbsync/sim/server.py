@@ -100,7 +100,12 @@ def _hard_close(sock: socket.socket) -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body (and each watch event's chunk) go out in separate writes; with Nagle's
+    # algorithm on, each would wait ~40 ms for the client's delayed ACK, as a real API server
+    # (Go sets TCP_NODELAY) never does.
+    disable_nagle_algorithm = True
     server: _HTTPServer
+
     def version_string(self) -> str:
         return "lbsync-sim"
 

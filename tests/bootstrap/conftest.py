@@ -30,13 +30,6 @@ def _sim() -> Any:
 @pytest.fixture
 def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     sim = _sim()
-    # The emulator writes headers and body separately without TCP_NODELAY: each response then
-    # waits ~40 ms for a delayed ACK. Turning Nagle off per connection keeps this suite fast.
-    from lbsync.sim import server as sim_server
-
-    handler = getattr(sim_server, "_Handler", None)
-    if handler is not None and not getattr(handler, "disable_nagle_algorithm", True):
-        monkeypatch.setattr(handler, "disable_nagle_algorithm", True)
     server = sim.ApiServer(workdir=tmp_path / "sim", token="secret")
     with server:
         server.ops.deployment_delay = 0.05

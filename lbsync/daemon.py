@@ -337,27 +337,29 @@ class Daemon:
     def _apply_new_config(self) -> None:
         if self.config_path is None:
             return
+        old = self.cfg
         try:
             new = config_mod.load(self.config_path)
             template = render.load_template(new.nginx.template)
-            if new.nginx.output != self.cfg.nginx.output:
+            if new.nginx.output != old.nginx.output:
                 raise ConfigError("nginx.output: cannot change while running; restart lbsync")
+            # A new kubeconfig is loaded before anything is swapped, so a bad one is refused.
+            kube = self.kube_factory(new) if new.kubernetes != old.kubernetes else self.kube
         except ConfigError as exc:
             self.metrics.config_held_back.set(1)
             self.log.error("config rejected, keeping the previous one", error=str(exc))
             return
-        old = self.cfg
         if new.http != old.http:
             self.log.warning("http.listen changes take effect on restart")
         if new.log != old.log:
             logs.setup(new.log)
         self.cfg, self.template = new, template
         self.metrics.config_held_back.set(0)
+        if kube is not self.kube:
+            if self.kube is not None:
+                self.kube.close()
+            self.kube = kube
         if _cluster_key(new) != _cluster_key(old):
-            if new.kubernetes != old.kubernetes:
-                if self.kube is not None:
-                    self.kube.close()
-                self.kube = self.kube_factory(new)
             self._start_watchers()
         elif self.watchers is not None:
             self.watchers.cache.mark_dirty()

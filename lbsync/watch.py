@@ -89,6 +89,7 @@ class Reflector:
                 return
             # The server ends the watch at resync time, so the relist needs no interruption.
             timeout = max(1, min(self.watch_timeout, int(left + 0.999)))
+            began = time.monotonic()
             try:
                 rv = self._retry(functools.partial(self._stream, rv, timeout))
             except Expired as exc:
@@ -96,6 +97,10 @@ class Reflector:
                 self._restarted("expired")
                 return
             self._restarted("timeout")
+            if time.monotonic() - began < min(1.0, timeout / 2):
+                # Ended cleanly long before its timeout (a proxy cutting streams?): pause, so
+                # a misbehaving path cannot turn into a tight loop of watch requests.
+                self._sleep(1.0)
 
     def _stream(self, rv: str, timeout: int) -> str:
         """One watch request; returns the last resourceVersion seen when the server ends it."""

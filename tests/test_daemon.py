@@ -353,3 +353,25 @@ def test_a_steady_trickle_cannot_starve_passes_and_reloads_are_spaced(
     # min_reload_interval=1.0 bounds 3 s of changes to about 3 reloads, not 30.
     assert 1 <= during <= 4, f"{during} reloads in 3 s"
     d.converged(hp(1), hp(2), *(hp(10 + k) for k in range(1, i + 1)))
+
+
+def test_reload_with_a_broken_kubeconfig_is_held_back(
+    tmp_path: Path, api: ApiServer, standins: StandinPool, run_daemon: Callable[..., Running]
+) -> None:
+    add_cluster(api, standins, 2)
+    d = run_daemon()
+    d.converged(hp(1), hp(2))
+    broken = tmp_path / "broken-kubeconfig"
+    broken.write_text("apiVersion: v1\nclusters: []\ncontexts: []\n")
+    path = d.daemon.config_path
+    assert path is not None
+    good = path.read_text()
+    path.write_text(good.replace(str(api.kubeconfig_path), str(broken)))
+    d.daemon.request_reload()
+    eventually(lambda: d.metric("lbsync_config_held_back") == 1, what="config held back")
+    api.put(ready_node("node-3", addr(3)))  # still watching with the old client
+    d.converged(hp(1), hp(2), hp(3))
+    path.write_text(good.replace("debounce: 0.1", "debounce: 0.15"))
+    d.daemon.request_reload()
+    eventually(lambda: d.metric("lbsync_config_held_back") == 0, what="config accepted")
+    assert d.daemon.cfg.sync.debounce == 0.15

@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rig import ENV, ROOT, rig
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from lbsync.lab.nginx import PrivateNginx  # noqa: E402
+from lbsync.lab.nginx import PrivateNginx
 
 DEBOUNCE, MIN_RELOAD = 0.25, 0.5
 
@@ -131,41 +129,20 @@ def main() -> int:
     parser.add_argument("--flips", type=int, default=50)
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU sampling")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "lbsync.sim", "--nodes", str(args.nodes), "--workdir",
-             str(work / "sim")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            cwd=ROOT, env=env)
-        assert sim.stdout is not None
-        kubeconfig = Path(sim.stdout.readline().strip())
-        nginx = PrivateNginx(work / "nginx")
-        nginx.start()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            http_port = s.getsockname()[1]
-        config = work / "config.yaml"
-        config.write_text(yaml.safe_dump({
-            "kubernetes": {"kubeconfig": str(kubeconfig)},
-            "upstreams": [{"name": "k8s_cluster", "service": "kong/kong-gateway-proxy",
-                           "port": 80}],
-            "nginx": {"output": str(nginx.output), "test_command": list(nginx.test_command),
-                      "reload_command": list(nginx.reload_command)},
-            "sync": {"debounce": DEBOUNCE, "min_reload_interval": MIN_RELOAD},
-            "http": {"listen": f"127.0.0.1:{http_port}"},
-            "log": {"format": "json", "level": "warning"},
-        }))
-        daemon = subprocess.Popen([sys.executable, "-m", "lbsync", "-c", str(config), "run"],
-                                  cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        http_port = sock.getsockname()[1]
+    sections = {"sync": {"debounce": DEBOUNCE, "min_reload_interval": MIN_RELOAD},
+                "http": {"listen": f"127.0.0.1:{http_port}"},
+                "log": {"format": "json", "level": "warning"}}
+    with tempfile.TemporaryDirectory() as tmp, rig(Path(tmp), args.nodes, **sections) as r:
+        daemon = subprocess.Popen([sys.executable, "-m", "lbsync", "-c", str(r.config), "run"],
+                                  cwd=ROOT, env=ENV, stderr=subprocess.DEVNULL)
         try:
-            return measure(args, nginx, daemon.pid, Api(kubeconfig))
+            return measure(args, r.nginx, daemon.pid, Api(r.kubeconfig))
         finally:
             daemon.terminate()
             daemon.wait()
-            nginx.stop()
-            sim.terminate()
-            sim.wait()
 
 
 def measure(args: argparse.Namespace, nginx: PrivateNginx, daemon: int, api: Api) -> int:

@@ -100,6 +100,17 @@ def new_api_client(cfg: KubernetesConfig) -> Any:
     return kubernetes.client.ApiClient(configuration)
 
 
+@dataclass(frozen=True)
+class _Source(Generic[T]):
+    """What to call for one kind of object, and how to reduce and key what comes back."""
+
+    call: Callable[..., Any]
+    params: dict[str, Any]
+    reduce: Callable[[dict[str, Any]], T]
+    key: Callable[[T], str]
+    what: str  # for messages: "nodes", "services in kong"
+
+
 class Kube:
     """Lists and watches of Nodes and Services, returned as reduced dataclasses."""
 
@@ -117,68 +128,64 @@ class Kube:
         if close is not None:
             close()
 
-    # --- lists ---------------------------------------------------------------------------
+    # --- the two kinds of source lbsync reads ------------------------------------------
+
+    def _nodes(self, label_selector: str) -> _Source[Node]:
+        return _Source(self.core.list_node, {"label_selector": label_selector or None},
+                       node_from_json, lambda n: n.name, "nodes")
+
+    def _service(self, namespace: str, name: str) -> _Source[Service]:
+        # One Service, read as a list: a list carries the resourceVersion a watch starts from.
+        return _Source(self.core.list_namespaced_service,
+                       {"namespace": namespace, "field_selector": f"metadata.name={name}"},
+                       service_from_json, lambda s: s.ref, f"services in {namespace}")
 
     def list_nodes(self, label_selector: str = "") -> Listed[Node]:
-        return self._list(
-            self.core.list_node,
-            {"label_selector": label_selector or None},
-            lambda raw: node_from_json(raw),
-            lambda n: n.name,
-            "nodes",
-        )
+        return self._list(self._nodes(label_selector))
 
     def list_service(self, namespace: str, name: str) -> Listed[Service]:
-        """The one Service, as a list: a list carries the resourceVersion a watch starts from."""
-        return self._list(
-            self.core.list_namespaced_service,
-            {"namespace": namespace, "field_selector": f"metadata.name={name}"},
-            lambda raw: service_from_json(raw),
-            lambda s: s.ref,
-            f"services in {namespace}",
-        )
+        return self._list(self._service(namespace, name))
 
-    def _list(
-        self,
-        call: Callable[..., Any],
-        params: dict[str, Any],
-        reduce: Callable[[dict[str, Any]], T],
-        key: Callable[[T], str],
-        what: str,
-    ) -> Listed[T]:
+    def watch_nodes(
+        self, resource_version: str, timeout: int, label_selector: str = ""
+    ) -> Iterator[Event[Node]]:
+        return self._watch(self._nodes(label_selector), resource_version, timeout)
+
+    def watch_service(
+        self, namespace: str, name: str, resource_version: str, timeout: int
+    ) -> Iterator[Event[Service]]:
+        return self._watch(self._service(namespace, name), resource_version, timeout)
+
+    # --- lists ---------------------------------------------------------------------------
+
+    def _list(self, src: _Source[T]) -> Listed[T]:
         """Page through a list; an expired continue token starts the list again, once."""
         for attempt in range(2):
             try:
-                return self._list_pages(call, params, reduce, key, what)
+                return self._list_pages(src)
             except Expired:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
-    def _list_pages(
-        self,
-        call: Callable[..., Any],
-        params: dict[str, Any],
-        reduce: Callable[[dict[str, Any]], T],
-        key: Callable[[T], str],
-        what: str,
-    ) -> Listed[T]:
+    def _list_pages(self, src: _Source[T]) -> Listed[T]:
         items: dict[str, T] = {}
         token: str | None = None
         while True:
             body = self._request(
-                call, what, limit=PAGE_SIZE, _continue=token,
-                _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **params,
+                src.call, src.what, limit=PAGE_SIZE, _continue=token,
+                _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **src.params,
             )
-            page = _json(body, what)
+            page = _json(body, src.what)
             del body
-            reduced = [reduce(raw) for raw in page.get("items") or () if isinstance(raw, dict)]
+            reduced = [src.reduce(raw) for raw in page.get("items") or ()
+                       if isinstance(raw, dict)]
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             rv = str(meta.get("resourceVersion", ""))
             del page
             for obj in detached(reduced):
-                items[key(obj)] = obj
+                items[src.key(obj)] = obj
             if token is None:
                 return Listed(items, rv)
 
@@ -198,40 +205,14 @@ class Kube:
 
     # --- watches -------------------------------------------------------------------------
 
-    def watch_nodes(
-        self, resource_version: str, timeout: int, label_selector: str = ""
-    ) -> Iterator[Event[Node]]:
-        return self._watch(
-            self.core.list_node,
-            {"label_selector": label_selector or None},
-            resource_version, timeout, node_from_json, lambda n: n.name, "nodes",
-        )
-
-    def watch_service(
-        self, namespace: str, name: str, resource_version: str, timeout: int
-    ) -> Iterator[Event[Service]]:
-        return self._watch(
-            self.core.list_namespaced_service,
-            {"namespace": namespace, "field_selector": f"metadata.name={name}"},
-            resource_version, timeout, service_from_json, lambda s: s.ref,
-            f"services in {namespace}",
-        )
-
-    def _watch(
-        self,
-        call: Callable[..., Any],
-        params: dict[str, Any],
-        resource_version: str,
-        timeout: int,
-        reduce: Callable[[dict[str, Any]], T],
-        key: Callable[[T], str],
-        what: str,
-    ) -> Iterator[Event[T]]:
+    def _watch(self, src: _Source[T], resource_version: str, timeout: int
+               ) -> Iterator[Event[T]]:
         """Stream events until the server ends the watch. Raises Expired on 410.
 
         The client read timeout exceeds the server-side timeout, so a silent dead connection
         is noticed without cutting healthy watches short.
         """
+        call, params, what = src.call, src.params, src.what
         try:
             response = call(
                 watch=True, allow_watch_bookmarks=True, resource_version=resource_version,
@@ -245,7 +226,7 @@ class Kube:
                            f"{_reason(exc)}", None) from None
         try:
             for line in _lines(response):
-                yield _event(line, reduce, key, what)
+                yield _event(line, src.reduce, src.key, what)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(f"watch {what} broke: {_reason(exc)}", None) from None
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -119,13 +120,23 @@ def _status_from_cluster(cfg: config.Config) -> dict[str, Any]:
     return {"ready": True, "reason": "ok", "upstreams": upstreams, "nodes": nodes}
 
 
+def _when(unix: float) -> str:
+    ago = max(0.0, time.time() - unix)
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(unix))} ({ago:.0f}s ago)"
+
+
 def format_status(status: dict[str, Any], source: str) -> str:
     out = [f"lbsync status ({source})",
            f"ready: {'yes' if status.get('ready') else 'NO'} ({status.get('reason')})"]
     last = status.get("last_sync")
     if last:
-        out.append(f"last sync: {last['result']} in {last['duration'] * 1000:.0f} ms"
-                   + (f": {last['error']}" if last.get("error") else ""))
+        out.append(f"last sync: {_when(last['at'])}, {last['result']} in "
+                   f"{last['duration'] * 1000:.0f} ms")
+    if "last_reload" in status:
+        reload_at = status["last_reload"]
+        out.append(f"last reload: {_when(reload_at) if reload_at else 'none since start'}")
+    if status.get("last_error"):
+        out.append(f"last error: {status['last_error']}")
     for up in status.get("upstreams", []):
         out.append(f"\nupstream {up['name']} ({up['source']} -> node port {up['port']}), "
                    f"{len(up['servers'])} servers:")

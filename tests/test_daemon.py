@@ -375,3 +375,17 @@ def test_reload_with_a_broken_kubeconfig_is_held_back(
     d.daemon.request_reload()
     eventually(lambda: d.metric("lbsync_config_held_back") == 0, what="config accepted")
     assert d.daemon.cfg.sync.debounce == 0.15
+
+
+def test_periodic_resync_relists_and_runs_a_pass(
+    api: ApiServer, standins: StandinPool, run_daemon: Callable[..., Running]
+) -> None:
+    add_cluster(api, standins, 2)
+    d = run_daemon(sync={"resync": 1.5})
+    d.converged(hp(1), hp(2))
+    eventually(lambda: d.metric("lbsync_watch_restarts_total", kind="nodes",
+                                reason="resync") >= 1, 10, "a resync relist")
+    # The safety-net pass finds nothing to change: no reload, but a fresh success.
+    eventually(lambda: d.metric("lbsync_syncs_total", result="unchanged") >= 1, 10,
+               "a resync pass")
+    assert d.metric("lbsync_reloads_total", result="success") == 1

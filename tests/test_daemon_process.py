@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -162,4 +163,7 @@ def test_status_command(daemon: Daemon) -> None:
         env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "ready: yes" in result.stdout
+    assert re.search(r"last sync: .*\(\d+s ago\), (reloaded|unchanged) in \d+ ms", result.stdout)
+    assert re.search(r"last reload: .*\(\d+s ago\)", result.stdout)
     assert hp(1) in result.stdout and "node-2" in result.stdout
+    assert re.search(r"node-1\s+yes\s+127\.\d+\.10\.1\s+eligible", result.stdout)

@@ -75,21 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Read the cluster and print the NGINX upstream file to stdout. Touches no file and "
         "does not run nginx.",
     )
-    _register_optional(sub)
+    _register_subcommands(sub)
     return parser
 
 
-def _register_optional(sub: Any) -> None:
-    """Subcommands that live in their own modules, added when those modules are present."""
-    for module, attr in (("lbsync.daemon_cli", "register"), ("lbsync.bootstrap.cli", "register"),
-                         ("lbsync.demo", "register")):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module.startswith(exc.name):
-                continue
-            raise
-        getattr(mod, attr)(sub)
+def _register_subcommands(sub: Any) -> None:
+    """Subcommands that live in their own modules (each adds itself to the parser)."""
+    from lbsync import daemon_cli, demo
+    from lbsync.bootstrap import cli as bootstrap_cli
+
+    daemon_cli.register(sub)
+    bootstrap_cli.register(sub)
+    demo.register(sub)
 
 
 # --- commands -----------------------------------------------------------------------------

@@ -54,29 +54,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def command(name: str, help_text: str, func: Handler, description: str) -> Any:
-        p = sub.add_parser(
-            name, help=help_text, description=description, epilog=EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _common(p, top=False)
-        p.set_defaults(func=func)
-        return p
-
-    command(
-        "once", "sync once: read the cluster, write, test and reload NGINX", cmd_once,
+    add_command(
+        sub, "once", "sync once: read the cluster, write, test and reload NGINX", cmd_once,
         "Read the cluster, write the NGINX upstream file if it changed, check it with the test "
         "command, reload NGINX, and print one line per upstream. If the file is unchanged, "
         "nothing is written and NGINX is not reloaded. If the test or the reload fails, the "
         "previous file is put back.",
     )
-    command(
-        "render", "print the upstream file that `once` would write; change nothing", cmd_render,
+    add_command(
+        sub, "render", "print the upstream file that `once` would write; change nothing",
+        cmd_render,
         "Read the cluster and print the NGINX upstream file to stdout. Touches no file and "
         "does not run nginx.",
     )
     _register_subcommands(sub)
     return parser
+
+
+def add_command(sub: Any, name: str, help_text: str, func: Handler, description: str
+                ) -> argparse.ArgumentParser:
+    """A subcommand with the common options, the exit codes in its help, and its handler."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=description, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p, top=False)
+    p.set_defaults(func=func)
+    return p
 
 
 def _register_subcommands(sub: Any) -> None:
@@ -99,44 +103,28 @@ def load_config(args: argparse.Namespace) -> config.Config:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from lbsync.kube import Kube, retrying
-    from lbsync.sync import fetch_snapshot, sync_pass
+    from lbsync.daemon_cli import trigger_sync
+    from lbsync.sync import read_cluster, sync_pass
 
     cfg = load_config(args)
     template = render.load_template(cfg.nginx.template)
-    kube = Kube.from_config(cfg.kubernetes)
     try:
         with files.locked(cfg.nginx.output):
-            snapshot = retrying(attempts=3, max_wait=2.0)(fetch_snapshot, kube, cfg)
-            result = sync_pass(snapshot, cfg, template)
+            result = sync_pass(read_cluster(cfg), cfg, template)
     except files.Locked:
-        return _ask_daemon(cfg)
-    finally:
-        kube.close()
+        # A running daemon holds the file: it syncs for us instead of us racing it.
+        return trigger_sync(cfg)
     for line in result.lines():
         print(line)
     return EXIT_OK
 
 
-def _ask_daemon(cfg: config.Config) -> int:
-    """Another process holds the lock: a running daemon syncs for us, if it can."""
-    from lbsync.daemon_cli import trigger_sync
-
-    return trigger_sync(cfg)
-
-
 def cmd_render(args: argparse.Namespace) -> int:
-    from lbsync.kube import Kube, retrying
-    from lbsync.sync import compute, fetch_snapshot
+    from lbsync.sync import compute, read_cluster
 
     cfg = load_config(args)
     template = render.load_template(cfg.nginx.template)
-    kube = Kube.from_config(cfg.kubernetes)
-    try:
-        snapshot = retrying(attempts=3, max_wait=2.0)(fetch_snapshot, kube, cfg)
-    finally:
-        kube.close()
-    _, text = compute(snapshot, cfg, template)
+    _, text = compute(read_cluster(cfg), cfg, template)
     sys.stdout.write(text)
     return EXIT_OK
 

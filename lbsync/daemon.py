@@ -395,16 +395,8 @@ class Daemon:
         ready, reason = self.readiness()
         with self._lock:
             plan, last = self.plan, self.last_pass
-        nodes = []
-        upstreams = []
-        if plan is not None:
-            nodes = [{"name": v.name, "eligible": v.eligible, "reason": v.reason.value,
-                      "address": str(v.address) if v.address else None, "detail": v.detail}
-                     for v in plan.verdicts]
-            upstreams = [{"name": u.name, "port": u.port, "source": u.source,
-                          "servers": [{"address": s.hostport, "node": s.node}
-                                      for s in u.servers]}
-                         for u in plan.upstreams]
+        nodes = [] if plan is None else [v.as_dict() for v in plan.verdicts]
+        upstreams = [] if plan is None else [u.as_dict() for u in plan.upstreams]
         watches = []
         if self.watchers is not None:
             for r in self.watchers.reflectors:

@@ -15,20 +15,13 @@ from lbsync.errors import EXIT_OK, EXIT_SYNC_FAILED, SyncError
 
 
 def register(sub: Any) -> None:
-    from lbsync.cli import EPILOG, _common
+    from lbsync.cli import add_command
 
-    def command(name: str, help_text: str, func: Any, description: str) -> Any:
-        p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        _common(p, top=False)
-        p.set_defaults(func=func)
-        return p
-
-    command("run", "run the daemon: watch the cluster and keep NGINX in step", cmd_run,
+    add_command(sub, "run", "run the daemon: watch the cluster and keep NGINX in step", cmd_run,
             "Watch Nodes and Services and keep the NGINX upstream file in step, with health, "
             "metrics and status on http.listen. Stops cleanly on SIGTERM/SIGINT; re-reads the "
             "configuration on SIGHUP. Meant for systemd (Type=notify).")
-    p = command("status", "show upstreams, servers and why each node is in or out",
+    p = add_command(sub, "status", "show upstreams, servers and why each node is in or out",
                 cmd_status,
                 "Ask the running daemon for its status; without a daemon, compute it from the "
                 "cluster now (read-only).")
@@ -98,26 +91,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _status_from_cluster(cfg: config.Config) -> dict[str, Any]:
     from lbsync.desired import node_verdict, plan
-    from lbsync.kube import Kube, retrying
-    from lbsync.sync import fetch_snapshot
+    from lbsync.sync import read_cluster
 
-    kube = Kube.from_config(cfg.kubernetes)
-    try:
-        snapshot = retrying(attempts=3, max_wait=2.0)(fetch_snapshot, kube, cfg)
-    finally:
-        kube.close()
-    verdicts = [node_verdict(snapshot.nodes[n], cfg.nodes) for n in sorted(snapshot.nodes)]
-    nodes = [{"name": v.name, "eligible": v.eligible, "reason": v.reason.value,
-              "address": str(v.address) if v.address else None, "detail": v.detail}
-             for v in verdicts]
+    snapshot = read_cluster(cfg)
+    nodes = [node_verdict(snapshot.nodes[n], cfg.nodes).as_dict() for n in sorted(snapshot.nodes)]
     try:
         decided = plan(snapshot, cfg)
     except SyncError as exc:
         return {"ready": False, "reason": str(exc), "upstreams": [], "nodes": nodes}
-    upstreams = [{"name": u.name, "port": u.port, "source": u.source,
-                  "servers": [{"address": s.hostport, "node": s.node} for s in u.servers]}
-                 for u in decided.upstreams]
-    return {"ready": True, "reason": "ok", "upstreams": upstreams, "nodes": nodes}
+    return {"ready": True, "reason": "ok", "upstreams": [u.as_dict() for u in decided.upstreams],
+            "nodes": nodes}
 
 
 def _when(unix: float) -> str:

@@ -130,12 +130,7 @@ class Demo:
         return name
 
     def servers(self) -> set[str]:
-        try:
-            text = self.nginx.output.read_text()
-        except OSError:
-            return set()
-        return {line.split()[1] for line in text.splitlines()
-                if line.strip().startswith("server ") and "down;" not in line}
+        return self.nginx.servers()
 
     def wait_applied(self, name: str, timeout: float = 10.0) -> float | None:
         """Seconds until nginx's file matches the change to `name` (None on timeout)."""

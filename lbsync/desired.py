@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from lbsync.config import Config, NodesConfig, UpstreamConfig
 from lbsync.errors import SyncError
@@ -52,6 +53,12 @@ class NodeVerdict:
     def eligible(self) -> bool:
         return self.reason is Reason.ELIGIBLE
 
+    def as_dict(self) -> dict[str, Any]:
+        """For /status and `lbsync status`."""
+        return {"name": self.name, "eligible": self.eligible, "reason": self.reason.value,
+                "address": None if self.address is None else str(self.address),
+                "detail": self.detail}
+
 
 @dataclass(frozen=True)
 class Server:
@@ -75,6 +82,11 @@ class Upstream:
     port: int
     servers: tuple[Server, ...]
     source: str  # "namespace/name:port" or "node_port"
+
+    def as_dict(self) -> dict[str, Any]:
+        """For /status and `lbsync status`."""
+        return {"name": self.name, "port": self.port, "source": self.source,
+                "servers": [{"address": s.hostport, "node": s.node} for s in self.servers]}
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,9 @@ def node_verdict(node: Node, rules: NodesConfig) -> NodeVerdict:
     address = parse_address(raw)
     if address is None:
         return NodeVerdict(node.name, Reason.BAD_ADDRESS, detail=f"{rules.address_type} {raw!r}")
-    return NodeVerdict(node.name, Reason.ELIGIBLE, address=address)
+    # Cordoned (draining) nodes stay in: cutting them would cut the connections they carry.
+    detail = "cordoned" if node.unschedulable else ""
+    return NodeVerdict(node.name, Reason.ELIGIBLE, address=address, detail=detail)
 
 
 def parse_address(raw: str) -> IPAddress | None:

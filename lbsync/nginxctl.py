@@ -10,8 +10,6 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from lbsync.errors import SyncError
-
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -67,8 +65,3 @@ PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "
 
 def child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
-
-
-def check(result: CommandResult, what: str) -> None:
-    if not result.ok:
-        raise SyncError(f"{what} failed: {result.first_error}")

@@ -14,7 +14,7 @@ from lbsync import logs, render
 from lbsync.apply import Applied, Outcome, apply
 from lbsync.config import Config
 from lbsync.desired import Plan, Reason, plan
-from lbsync.kube import Kube
+from lbsync.kube import Kube, retrying
 from lbsync.model import Service, Snapshot
 
 
@@ -53,6 +53,15 @@ def fetch_snapshot(kube: Kube, config: Config) -> Snapshot:
         if up.namespace and up.service and up.service_ref not in services:
             services.update(kube.list_service(up.namespace, up.service).items)
     return Snapshot(nodes=nodes, services=services)
+
+
+def read_cluster(config: Config) -> Snapshot:
+    """One-shot read for `once`, `render` and `status`: a few quick retries, then fail."""
+    kube = Kube.from_config(config.kubernetes)
+    try:
+        return retrying(attempts=3, max_wait=2.0)(fetch_snapshot, kube, config)
+    finally:
+        kube.close()
 
 
 def compute(snapshot: Snapshot, config: Config, template: jinja2.Template) -> tuple[Plan, str]:

@@ -67,9 +67,7 @@ class Running:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
     def servers(self) -> set[str]:
-        text = self.nginx.output.read_text()
-        return {line.split()[1] for line in text.splitlines()
-                if line.strip().startswith("server ")}
+        return self.nginx.servers()
 
     def recorded(self) -> set[str]:
         """The servers of the daemon's last successful pass (recorded after the reload)."""

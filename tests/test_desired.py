@@ -62,6 +62,14 @@ def test_node_verdict(n: Node, rules: config.NodesConfig, reason: Reason) -> Non
     assert (verdict.address is not None) is verdict.eligible
 
 
+def test_cordoned_nodes_stay_in_and_say_so() -> None:
+    verdict = node_verdict(node(unschedulable=True), RULES)
+    assert verdict.eligible and verdict.detail == "cordoned"
+    assert node_verdict(node(), RULES).detail == ""
+    assert verdict.as_dict() == {"name": "n1", "eligible": True, "reason": "eligible",
+                                 "address": "10.0.0.1", "detail": "cordoned"}
+
+
 def cfg(**nodes: Any) -> config.Config:
     return config.parse(
         {"upstreams": [{"name": "k8s_cluster", "service": "kong/proxy", "port": 80},

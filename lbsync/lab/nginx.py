@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from lbsync import render
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 # Until lbsync writes the real file, `proxy_pass http://k8s_cluster` needs the upstream to
@@ -47,6 +49,14 @@ class PrivateNginx:
         self.output = self.conf_d / "lbsync-upstreams.conf"
         self.error_log = self.prefix / "logs" / "error.log"
         self.pid_file = self.prefix / "nginx.pid"
+
+    def servers(self) -> set[str]:
+        """host:port of every server in the output file's upstream (empty if unreadable)."""
+        try:
+            text = self.output.read_text()
+        except OSError:
+            return set()
+        return render.servers_in(text).get(self.upstream, set())
 
     def argv(self, *extra: str) -> tuple[str, ...]:
         return (NGINX, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log),

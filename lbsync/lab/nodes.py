@@ -58,11 +58,6 @@ class StandinNode:
             self._server = None
 
 
-def address_for(index: int, base: str = "127.0.10") -> str:
-    """The loopback address of stand-in number `index` (1-based): 127.0.10.1, 127.0.10.2, ..."""
-    return f"{base}.{index}"
-
-
 class StandinPool:
     def __init__(self) -> None:
         self.nodes: dict[str, StandinNode] = {}

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from lbsync_lab.nginx import PrivateNginx
 from rig import ENV, ROOT, rig
-
-from lbsync.lab.nginx import PrivateNginx
 
 DEBOUNCE, MIN_RELOAD = 0.25, 0.5
 

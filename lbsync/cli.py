@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lbsync import __version__, config, files, logs, render
-from lbsync.errors import EXIT_OK, LbsyncError
+from lbsync.errors import EXIT_OK, ConfigError, LbsyncError
 
 EPILOG = """\
 exit codes:
@@ -85,12 +85,14 @@ def add_command(sub: Any, name: str, help_text: str, func: Handler, description:
 
 def _register_subcommands(sub: Any) -> None:
     """Subcommands that live in their own modules (each adds itself to the parser)."""
-    from lbsync import daemon_cli, demo
+    from lbsync import daemon_cli
     from lbsync.bootstrap import cli as bootstrap_cli
 
     daemon_cli.register(sub)
     bootstrap_cli.register(sub)
-    demo.register(sub)
+    p = sub.add_parser("demo", help="run lbsync on a built-in demo cluster (development "
+                       "checkouts: needs the lab)", add_help=False)
+    p.set_defaults(func=cmd_demo)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -129,9 +131,39 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_index(argv: list[str], command: str) -> int | None:
+    """Where `command` stands in argv as the subcommand (after the global options), if it does."""
+    i = 0
+    while i < len(argv):
+        if argv[i] in ("-c", "--config"):
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return i if argv[i] == command else None
+    return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo lives in the lab (never on a gateway); found through its entry point."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="lbsync.lab") if ep.name == "demo"]
+    if not found:
+        raise ConfigError("demo: the lab is not installed here (gateways do not carry it); "
+                          "from a clone of lbsync, run ./scripts/demo")
+    return int(found[0].load()(args.demo_args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    demo_at = _command_index(argv, "demo")
+    if demo_at is not None:  # everything after `demo` is the demo's own to parse
+        args = parser.parse_args(argv[:demo_at + 1])
+        args.demo_args = argv[demo_at + 1:]
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except LbsyncError as exc:

@@ -64,6 +64,7 @@ class NodesConfig:
     label_selector: str = ""
     require_ready: bool = True
     min_nodes: int = 1
+    allow_loopback: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,8 @@ def _upstream(raw: Any, key: str) -> UpstreamConfig:
 
 
 def _nodes(raw: Any) -> NodesConfig:
-    sec = _section(raw, "nodes", {"address_type", "label_selector", "require_ready", "min_nodes"})
+    sec = _section(raw, "nodes", {"address_type", "label_selector", "require_ready", "min_nodes",
+                                  "allow_loopback"})
     d = NodesConfig()
     address_type = _opt(sec, "nodes.address_type", _string) or d.address_type
     if address_type not in ADDRESS_TYPES:
@@ -237,6 +239,7 @@ def _nodes(raw: Any) -> NodesConfig:
         min_nodes=_opt_default(
             sec, "nodes.min_nodes", lambda v, k: _int(v, k, 1, 100000), d.min_nodes
         ),
+        allow_loopback=_opt_default(sec, "nodes.allow_loopback", _bool, d.allow_loopback),
     )
 
 

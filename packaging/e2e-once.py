@@ -13,43 +13,31 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from lbsync_lab.rig import Lab
+
 import lbsync
-import yaml
-from lbsync.lab.nginx import PrivateNginx
-from lbsync.lab.nodes import StandinPool
-from lbsync.sim import ApiServer, objects
 
 
 def main() -> int:
     where = Path(lbsync.__file__).resolve()
     assert str(where).startswith("/usr/lib/python3/dist-packages/"), where
-    with tempfile.TemporaryDirectory() as tmp, StandinPool() as pool:
-        work = Path(tmp)
-        with ApiServer(workdir=work / "sim") as api, PrivateNginx(work / "nginx") as nginx:
-            for i in (1, 2, 3):
-                api.put(objects.node(f"node-{i}", f"127.0.30.{i}", ready=i != 3))
-                pool.add(f"node-{i}", f"127.0.30.{i}", 32001)
-            api.put(objects.service("kong", "kong-gateway-proxy"))
-            config = work / "config.yaml"
-            config.write_text(yaml.safe_dump({
-                "kubernetes": {"kubeconfig": str(api.kubeconfig_path)},
-                "upstreams": [{"name": "k8s_cluster", "service": "kong/kong-gateway-proxy",
-                               "port": 80}],
-                "nginx": {"output": str(nginx.output),
-                          "test_command": list(nginx.test_command),
-                          "reload_command": list(nginx.reload_command)},
-            }))
-            workers = nginx.worker_pids()
-            run = subprocess.run(["/usr/bin/lbsync", "-c", str(config), "once"],
-                                 capture_output=True, text=True, timeout=60)
-            assert run.returncode == 0, run.stderr
-            assert run.stdout == "k8s_cluster: 2 nodes (+2 -1), reloaded\n", run.stdout
-            nginx.wait_reloaded(workers)
-            served = set()
-            for _ in range(4):
-                with urllib.request.urlopen(f"http://127.0.0.1:{nginx.port}/", timeout=5) as r:
-                    served.add(r.read().decode().split()[0])
-            assert served == {"node-1", "node-2"}, served
+    with tempfile.TemporaryDirectory() as tmp, Lab(Path(tmp)) as lab:
+        nginx = lab.nginx
+        assert nginx is not None
+        lab.add_cluster(3)
+        lab.set_ready(3, False)
+        config = lab.write_config(log={})
+        workers = nginx.worker_pids()
+        run = subprocess.run(["/usr/bin/lbsync", "-c", str(config), "once"],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == "k8s_cluster: 2 nodes (+2 -1), reloaded\n", run.stdout
+        nginx.wait_reloaded(workers)
+        served = set()
+        for _ in range(4):
+            with urllib.request.urlopen(f"http://127.0.0.1:{nginx.port}/", timeout=5) as r:
+                served.add(r.read().decode().split()[0])
+        assert served == {"node-1", "node-2"}, served
     print(f"ok: /usr/bin/lbsync once ({where.parent}) wrote 2 servers, nginx reloaded, "
           f"traffic reached node-1 and node-2 only")
     return 0

@@ -99,9 +99,9 @@ def main(argv: list[str]) -> int:
 
     # Check with lbsync's own parser (the source tree is the current directory).
     sys.path.insert(0, str(Path.cwd()))
-    from lbsync import config as lbconfig  # noqa: PLC0415
+    import yaml
 
-    import yaml  # noqa: PLC0415
+    from lbsync import config as lbconfig
 
     try:
         cfg = lbconfig.parse(yaml.safe_load(text), source=Path("/etc/lbsync/config.yaml"),

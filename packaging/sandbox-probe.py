@@ -19,14 +19,14 @@ import os
 import pwd
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 RESULT = Path("/etc/nginx/lbsync/.probe.json")
 GOOD = b"upstream k8s_cluster {\n    server 127.0.0.1:32001;\n}\n"
@@ -73,7 +73,7 @@ def main() -> int:
         import yaml  # noqa: F401
 
         import lbsync
-        import lbsync.cli  # noqa: F401
+        import lbsync.cli
 
         return f"lbsync {lbsync.__version__} from {lbsync.__file__}"
     step("imports (MemoryDenyWriteExecute, seccomp)", imports)

@@ -108,7 +108,7 @@ check "systemd-analyze verify on the installed units" sh -c '
 check "service is installed disabled (needs a kubeconfig first)" \
     sh -c '! systemctl is-enabled --quiet lbsync.service 2>/dev/null'
 check "end to end: /usr/bin/lbsync once on Debian's python3 against the emulator and nginx" \
-    sh -c "cd / && /usr/bin/python3 '$PWD/packaging/e2e-once.py'"
+    sh -c "cd / && PYTHONPATH='$PWD/lab' /usr/bin/python3 '$PWD/packaging/e2e-once.py'"
 if command -v nginx >/dev/null; then
     check "nginx accepts the include example" sh -c '
         d=$(mktemp -d); trap "rm -rf $d" EXIT

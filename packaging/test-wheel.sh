@@ -30,9 +30,11 @@ assert requires == {"kubernetes", "jinja2", "prometheus-client", "structlog", "t
                     "pyyaml"}, requires
 assert "lbsync = lbsync.cli:main" in entry, entry
 for path in ("lbsync/templates/upstreams.conf.j2", "lbsync/py.typed", "lbsync/cli.py",
-             "lbsync/sim/server.py", "lbsync/lab/nginx.py", "lbsync/bootstrap/cli.py"):
+             "lbsync/bootstrap/cli.py"):
     assert path in names, f"{path} missing from the wheel"
-assert not any(n.startswith("tests/") for n in names), "tests must not be in the wheel"
+# The lab (emulator, stand-ins, demo) and the tests never go on a gateway.
+assert not any(n.startswith(("tests/", "lbsync_lab/", "lab/")) for n in names), \
+    "the lab and the tests must not be in the wheel"
 with tarfile.open(sdist) as tf:
     members = {m.split("/", 1)[1] for m in tf.getnames() if "/" in m}
 for path in ("README.md", "pyproject.toml", "lbsync/templates/upstreams.conf.j2"):

@@ -1,0 +1,169 @@
+"""The lab as pytest fixtures (a pytest plugin: `pytest_plugins = ["lbsync_lab.fixtures"]`).
+
+Fixtures: `shared_data`, `nginx`, `standins`, `api` (an empty emulator), and for the
+bootstrap's tests `bootstrap_api` (an emulator with a node, a backend Service and quick
+stand-in Deployments), `controller`, `kong`, `helm_bin`, `bootstrap_cfg`, `env`, `installed`.
+Missing shared test data fails the whole run at its start with one clear message, unless
+`LBSYNC_SKIP_SHARED_DATA=1` says to skip the tests that need it, on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lbsync.bootstrap import actions
+from lbsync.bootstrap.config import BootstrapConfig
+from lbsync.bootstrap.helm import Helm
+from lbsync.bootstrap.kube import ApiCluster
+from lbsync_lab import data
+from lbsync_lab.controllers import FakeKong, StandInController
+from lbsync_lab.nginx import PrivateNginx
+from lbsync_lab.nodes import StandinPool
+from lbsync_lab.rig import addr, child_env
+from lbsync_lab.sim import ApiServer, objects
+
+SKIP_SHARED_DATA = os.environ.get("LBSYNC_SKIP_SHARED_DATA") == "1"
+FAKE_HELM = Path(__file__).resolve().parent / "fake_helm.py"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = data.missing()
+    if missing and not SKIP_SHARED_DATA:
+        pytest.exit(
+            f"shared test data missing: {', '.join(map(str, missing))}. Put ../shared/data "
+            f"beside the project root or set ${data.ENV}; LBSYNC_SKIP_SHARED_DATA=1 skips the "
+            "tests that need it, on purpose.", returncode=4)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The shared data directory; tests that need it take this fixture."""
+    if data.missing():
+        if SKIP_SHARED_DATA:
+            pytest.skip("LBSYNC_SKIP_SHARED_DATA=1: shared test data skipped on purpose")
+        raise data.MissingTestData(f"missing: {data.missing()}")
+    return data.directory()
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[PrivateNginx]:
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        pytest.fail("nginx is not installed: run .ci/run or `apt-get install nginx`")
+    server = PrivateNginx(tmp_path / "nginx")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def standins() -> Iterator[StandinPool]:
+    with StandinPool() as pool:
+        yield pool
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[ApiServer]:
+    with ApiServer(workdir=tmp_path / "sim", token="secret", bookmark_interval=0.5) as server:
+        yield server
+
+
+# --- the bootstrap's tests -------------------------------------------------------------------
+
+
+@pytest.fixture
+def bootstrap_api(tmp_path: Path) -> Iterator[ApiServer]:
+    server = ApiServer(workdir=tmp_path / "sim", token="secret")
+    with server:
+        server.ops.deployment_delay = 0.05
+        server.ops.crd_delay = 0.02
+        server.put(objects.namespace("default"))
+        server.put(objects.node("node-1", addr(1)))
+        server.put({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "hello-world-1-svc", "namespace": "default"},
+                    "spec": {"ports": [{"port": 80, "targetPort": 8080}],
+                             "selector": {"app": "hello-world-1"}}})
+        yield server
+
+
+@pytest.fixture
+def helm_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-in helm, first on PATH; its argv log and state live next to it."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "helm"
+    script.write_text(f"#!{sys.executable}\n" + FAKE_HELM.read_text())
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
+    return bindir
+
+
+def helm_calls(bindir: Path) -> list[list[str]]:
+    log = bindir / "helm-argv.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.fixture
+def controller(bootstrap_api: ApiServer) -> Iterator[StandInController]:
+    with StandInController(bootstrap_api) as ctl:
+        yield ctl
+
+
+@pytest.fixture
+def kong(bootstrap_api: ApiServer) -> Iterator[FakeKong]:
+    with FakeKong(bootstrap_api, addr(1)) as k:
+        yield k
+
+
+@pytest.fixture
+def bootstrap_cfg(shared_data: Path) -> BootstrapConfig:
+    return BootstrapConfig(gateway_api_crds_file=str(shared_data / data.GATEWAY_API_BUNDLE),
+                           wait_timeout=5.0)
+
+
+@dataclass
+class Env:
+    api: ApiServer
+    cfg: BootstrapConfig
+    ctx: actions.Context
+    helm_bin: Path
+    kubeconfig: str
+    controller: StandInController
+
+    def with_cfg(self, **changes: Any) -> actions.Context:
+        self.cfg = replace(self.cfg, **changes)
+        self.ctx = replace(self.ctx, cfg=self.cfg)
+        return self.ctx
+
+
+@pytest.fixture
+def env(bootstrap_api: ApiServer, bootstrap_cfg: BootstrapConfig, helm_bin: Path,
+        controller: StandInController) -> Env:
+    kubeconfig = str(bootstrap_api.kubeconfig_path)
+    ctx = actions.Context(bootstrap_cfg, ApiCluster(kubeconfig), Helm(kubeconfig),
+                          poll_interval=0.02, crd_timeout=5.0)
+    return Env(bootstrap_api, bootstrap_cfg, ctx, helm_bin, kubeconfig, controller)
+
+
+def statuses(report: Any) -> dict[str, str]:
+    return {r.name: r.status.value for r in report.results}
+
+
+@pytest.fixture
+def installed(env: Env) -> Env:
+    report = actions.apply(env.ctx)
+    assert not report.failed, [r for r in report.results if r.status.failed]
+    return env

@@ -1,0 +1,115 @@
+"""Stand-in nodes: small HTTP servers on free loopback addresses at the node port.
+
+Each answers every request with its own name, so a test or the demo can send requests through
+nginx and see which nodes serve. Every 127.x.y.z address binds on Linux loopback; a block of
+addresses is picked at random and checked free, never a fixed one another run may hold.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _NodeServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = f"{self.server.node_name} {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Node", self.server.node_name)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _NodeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # SO_REUSEADDR only skips TIME_WAIT leftovers: on Linux a bind still fails while another
+    # socket listens on the address, which is what tells us another run holds it.
+    allow_reuse_address = True
+
+    def __init__(self, address: str, port: int, name: str) -> None:
+        self.node_name = name
+        super().__init__((address, port), _Handler)
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                return False
+            raise
+    return True
+
+
+def free_block(count: int, port: int, *, attempts: int = 200) -> str:
+    """A `127.X.Y` prefix whose addresses .1 to .count are all free on `port`.
+
+    X stays above 63: the low part of 127/8 is where other software (and older fixed lab
+    addresses such as 127.0.10.x) tends to bind.
+    """
+    rng = random.SystemRandom()
+    for _ in range(attempts):
+        prefix = f"127.{rng.randint(64, 254)}.{rng.randint(0, 255)}"
+        if all(_bindable(f"{prefix}.{i}", port) for i in range(1, count + 1)):
+            return prefix
+    raise OSError(errno.EADDRINUSE, f"no free block of {count} loopback addresses on port {port}")
+
+
+class StandinNode:
+    def __init__(self, name: str, address: str, port: int) -> None:
+        self.name, self.address, self.port = name, address, port
+        self._server: _NodeServer | None = None
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> None:
+        if self._server is None:
+            self._server = _NodeServer(self.address, self.port, self.name)
+            threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
+                             name=f"standin-{self.name}").start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class StandinPool:
+    def __init__(self) -> None:
+        self.nodes: dict[str, StandinNode] = {}
+
+    def add(self, name: str, address: str, port: int) -> StandinNode:
+        node = StandinNode(name, address, port)
+        node.start()
+        self.nodes[name] = node
+        return node
+
+    def stop_all(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+
+    def __enter__(self) -> StandinPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()

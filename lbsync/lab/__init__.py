@@ -1,1 +1,0 @@
-"""A lab on loopback: a private nginx and stand-in nodes, for tests, the demo and benchmarks."""

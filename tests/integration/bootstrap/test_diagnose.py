@@ -1,0 +1,219 @@
+"""check --pre, verify and doctor against the emulator, healthy and with each known failure."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lbsync_lab.fixtures import Env, statuses
+from lbsync_lab.rig import addr
+
+from lbsync.bootstrap import actions, checks, doctor, verify
+from lbsync.bootstrap.helm import Helm
+from lbsync.bootstrap.report import Report, Status
+
+
+def eventually(fn: Callable[[], Report], ok: Callable[[Report], bool],
+               timeout: float = 3.0) -> Report:
+    """Let the stand-in controller react, then return the first report that satisfies `ok`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = fn()
+        if ok(report) or time.monotonic() > deadline:
+            return report
+        time.sleep(0.03)
+
+
+def run_doctor(env: Env) -> Report:
+    return doctor.diagnose(env.cfg, doctor.gather(env.cfg, env.ctx.cluster))
+
+
+def failing(report: Report, name: str) -> Any:
+    return next((r for r in report.results if r.name == name and r.status is Status.FAIL), None)
+
+
+def edit(env: Env, kind: str, name: str, ns: str | None, fn: Callable[[dict[str, Any]], None],
+         ) -> None:
+    with env.api.store.cond:  # the stand-in controller writes too: no lost updates
+        obj = copy.deepcopy(env.api.get(kind, name, ns))
+        fn(obj)
+        env.api.put(obj)
+
+
+# ---- check --pre --------------------------------------------------------------------------
+
+def test_check_pre_on_an_empty_cluster(env: Env) -> None:
+    report = checks.run_pre(env.cfg, env.ctx.cluster, env.ctx.helm)
+    got = statuses(report)
+    assert got["kubernetes version"] == "PASS"
+    assert got["helm"] == "PASS"
+    assert got["permission create customresourcedefinitions.apiextensions.k8s.io"] == "PASS"
+    assert got["node port 32001"] == "PASS"
+    assert got["node port 32001 band"] == "WARN"  # 32001 lies in the dynamic band
+    assert got["Gateway API CRDs"] == "PASS"
+    assert got["backend default/hello-world-1-svc"] == "PASS"
+    assert report.exit_code() == 3
+
+
+def test_check_pre_failures(env: Env) -> None:
+    env.api.deny("create", "clusterroles")
+    env.api.put({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "squatter", "namespace": "default"},
+                 "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 32001}]}})
+    report = checks.run_pre(env.cfg, env.ctx.cluster, Helm(binary="no-such-helm"))
+    got = statuses(report)
+    assert got["permission create clusterroles.rbac.authorization.k8s.io"] == "FAIL"
+    assert got["helm"] == "FAIL"
+    assert "already allocated by Service default/squatter" in failing(
+        report, "node port 32001").message
+    assert report.exit_code() == 1
+
+
+def test_check_pre_node_port_out_of_range(env: Env) -> None:
+    env.with_cfg(node_port=40000)
+    report = checks.run_pre(env.cfg, env.ctx.cluster, env.ctx.helm)
+    assert "outside the cluster's NodePort range" in failing(report, "node port 40000").message
+
+
+def test_check_pre_sees_the_installed_bundle(installed: Env) -> None:
+    report = checks.run_pre(installed.cfg, installed.ctx.cluster, installed.ctx.helm)
+    got = {r.name: r for r in report.results}
+    assert got["Gateway API CRDs"].message == "v1.0.0 installed"
+    # Our own proxy Service holding the node port is not a conflict.
+    assert got["node port 32001"].status is Status.PASS
+
+
+def test_apply_with_the_node_port_taken_fails_in_one_line(env: Env) -> None:
+    env.api.put({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "squatter", "namespace": "default"},
+                 "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 32001}]}})
+    report = actions.apply(env.ctx)
+    last = report.results[-1]
+    assert last.status is Status.FAILED and last.name == "Kong (helm)"
+    assert "already allocated" in last.message
+
+
+# ---- doctor -------------------------------------------------------------------------------
+
+def test_doctor_healthy(installed: Env) -> None:
+    report = run_doctor(installed)
+    assert not report.failed and not report.warned, [
+        r for r in report.results if r.status is not Status.PASS]
+    names = [r.name for r in report.results]
+    assert "admin endpoints kong/kong-gateway-admin" in names
+    assert "gatewayclass kong-class" in names
+
+
+def test_doctor_on_an_empty_cluster_names_what_is_missing(env: Env) -> None:
+    report = run_doctor(env)
+    assert failing(report, "crd gateways").hint == "run `lbsync bootstrap apply`"
+    assert failing(report, "deployment kong-gateway")
+    assert failing(report, "gatewayclass kong-class")
+
+
+def test_doctor_class_not_accepted(installed: Env) -> None:
+    installed.controller.refuse_class = True
+    report = eventually(lambda: run_doctor(installed),
+                        lambda r: failing(r, "gatewayclass kong-class") is not None)
+    result = failing(report, "gatewayclass kong-class")
+    assert "InvalidParameters" in result.message and result.hint
+
+
+def test_doctor_missing_unmanaged_annotation(installed: Env) -> None:
+    edit(installed, "GatewayClass", "kong-class", None,
+         lambda o: o["metadata"].pop("annotations"))
+    result = failing(run_doctor(installed), "gatewayclass kong-class")
+    assert "missing annotation konghq.com/gatewayclass-unmanaged" in result.message
+    assert "kubectl annotate gatewayclass kong-class" in result.hint
+    # apply puts it back
+    assert not actions.apply(installed.ctx).failed
+    assert failing(run_doctor(installed), "gatewayclass kong-class") is None
+
+
+def test_doctor_listener_port_unavailable(installed: Env) -> None:
+    def to_node_port(o: dict[str, Any]) -> None:
+        o["spec"]["listeners"][0]["port"] = 32001
+
+    edit(installed, "Gateway", "kong-gateway", "kong", to_node_port)
+    result = failing(run_doctor(installed), "gateway kong/kong-gateway")
+    assert "node port 32001" in result.message
+    assert "not the node port" in result.hint
+    # and the controller's own verdict says PortUnavailable, which the apply wait reports
+    installed.with_cfg(node_port=32001, proxy_port=80)
+
+    def programmed_false(r: Report) -> bool:
+        gw = installed.api.get("Gateway", "kong-gateway", "kong")
+        listeners = (gw.get("status") or {}).get("listeners") or []
+        return any(c["reason"] == "PortUnavailable" for ls in listeners
+                   for c in ls["conditions"])
+
+    eventually(lambda: Report("x"), programmed_false)
+    from lbsync.bootstrap import conditions
+
+    verdict = conditions.gateway(installed.api.get("Gateway", "kong-gateway", "kong"), "k/g")
+    assert not verdict.ok and "not the node port" in verdict.hint
+
+
+def test_doctor_admin_endpoints_missing(installed: Env) -> None:
+    installed.api.delete("EndpointSlice", "kong-gateway-admin-x1", "kong")
+    result = failing(run_doctor(installed), "admin endpoints kong/kong-gateway-admin")
+    assert "admin-tls" in result.message and "admin API" in result.hint
+
+
+def test_doctor_route_not_allowed_by_listeners(installed: Env) -> None:
+    def same_namespace(o: dict[str, Any]) -> None:
+        o["spec"]["listeners"][0]["allowedRoutes"] = {"namespaces": {"from": "Same"}}
+
+    edit(installed, "Gateway", "kong-gateway", "kong", same_namespace)
+    name = "httproute default/worlds-com-world1"
+    report = eventually(lambda: run_doctor(installed), lambda r: failing(r, name) is not None)
+    result = failing(report, name)
+    assert "NotAllowedByListeners" in result.message
+    assert "allowedRoutes.namespaces.from: All" in result.hint
+
+
+def test_doctor_backend_not_found_and_verify_fails(installed: Env, kong: Any) -> None:
+    installed.api.delete("Service", "hello-world-1-svc", "default")
+    name = "httproute default/worlds-com-world1"
+    result = failing(run_doctor(installed), name)
+    assert "backend Service default/hello-world-1-svc not found" in result.message
+    assert "create it" in result.hint
+    # Kong drops the route once the controller marks it unprogrammed: verify sees Kong's 404.
+    report = eventually(
+        lambda: verify.run_verify(installed.cfg, installed.ctx.cluster, None, kong.port),
+        lambda r: r.failed)
+    fail = report.results[0]
+    assert fail.status is Status.FAIL and "no Route matched" in fail.message
+
+
+def test_doctor_node_port_moved(installed: Env) -> None:
+    def other_port(o: dict[str, Any]) -> None:
+        o["spec"]["ports"][0]["nodePort"] = 31999
+
+    edit(installed, "Service", "kong-gateway-proxy", "kong", other_port)
+    result = failing(run_doctor(installed), "service kong/kong-gateway-proxy")
+    assert "node port 31999, expected 32001" in result.message
+
+
+# ---- verify -------------------------------------------------------------------------------
+
+def test_verify_through_kong(installed: Env, kong: Any) -> None:
+    report = verify.run_verify(installed.cfg, installed.ctx.cluster, None, kong.port)
+    assert not report.failed, report.results
+    assert report.extra["target"] == f"{addr(1)}:{kong.port}"
+    assert [r.status for r in report.results] == [Status.PASS, Status.PASS]
+    assert kong.requests[0] == ("worlds.com", "/world1")
+    assert kong.requests[1][0] == verify.UNKNOWN_HOST
+
+
+def test_verify_before_install_fails(env: Env, kong: Any) -> None:
+    report = verify.run_verify(env.cfg, env.ctx.cluster, None, kong.port)
+    assert report.failed
+    assert "no Route matched" in report.results[0].message
+
+
+def test_verify_nothing_listening(env: Env) -> None:
+    report = verify.run_verify(env.cfg, None, "127.0.20.2", 9, timeout=1.0)
+    assert report.failed and "cannot connect" in report.results[0].message

@@ -36,7 +36,8 @@ def rig(work: Path, nodes: int, **sections: Any) -> Iterator[Rig]:
                            "port": 80}],
             "nodes": {"allow_loopback": True},
             "nginx": {"output": str(nginx.output), "test_command": list(nginx.test_command),
-                      "reload_command": list(nginx.reload_command)},
+                      "reload_command": list(nginx.reload_command),
+                      "state_dir": str(work / "state")},
             "log": {"format": "json"},
         }, sections)))
         yield Rig(kubeconfig, nginx, config)

@@ -1,18 +1,23 @@
-"""Applying a rendered file to NGINX: compare, swap, test, reload, and roll back on failure.
+"""Applying rendered files to NGINX: compare, swap, test, reload, and roll back on failure.
 
-The certbot-nginx order: `nginx -t` can only check the whole configuration, so the new file is
-put in place first, tested, and the previous bytes are put back if the test or the reload
-fails. Identical bytes mean nothing is written, tested or reloaded.
+The certbot-nginx order: `nginx -t` can only check the whole configuration, so the new files
+are put in place first, tested, and the previous bytes are put back if the test or the reload
+fails. What NGINX last loaded is recorded after each successful reload; when the files and
+the record both match, nothing is written, tested or reloaded. A pass interrupted after the
+write (SIGKILL during `nginx -t`) left no record, so the next one tests and reloads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 from lbsync import files, nginxctl
 from lbsync.config import NginxConfig
-from lbsync.errors import SyncError
+from lbsync.errors import ApplyError
 
 
 class Outcome(StrEnum):
@@ -23,37 +28,57 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class Applied:
     outcome: Outcome
-    previous: str | None  # the file's text before this pass (None: there was none)
+    previous: Mapping[str, list[str]] | None  # the servers NGINX ran before (None: unknown)
 
 
-class ApplyError(SyncError):
-    """The new file was rejected; `stage` is "test" or "reload". The old file is back."""
+def apply(new: Mapping[Path, bytes], cfg: NginxConfig, servers: Mapping[str, list[str]],
+          *, force: bool = False) -> Applied:
+    """Make the files hold `new` and NGINX run them. Caller holds the output lock.
 
-    def __init__(self, message: str, stage: str) -> None:
-        super().__init__(message)
-        self.stage = stage
+    `servers` (per upstream) is recorded with the files' digest, so that the next pass knows
+    what NGINX runs without reading files back.
+    """
+    record = files.read_record(cfg.output, cfg.state_dir)
+    previous = _servers(record)
+    digest = files.digest(new)
+    old = {path: files.read(path) for path in new}
+    if not force and record is not None and record.get("digest") == digest and \
+            all(old[path] == data for path, data in new.items()):
+        return Applied(Outcome.UNCHANGED, previous)
+    files.forget_record(cfg.output, cfg.state_dir)
+    for path, data in new.items():
+        if old[path] != data:
+            files.write_atomic(path, data)
+    _test_and_reload(cfg, old, new)
+    files.write_record(cfg.output, cfg.state_dir,
+                       {"digest": digest, "upstreams": {k: list(v) for k, v in servers.items()}})
+    return Applied(Outcome.RELOADED, previous)
 
 
-def apply(text: str, cfg: NginxConfig) -> Applied:
-    """Make the output file hold `text` and NGINX run it. Caller holds the output lock."""
-    data = text.encode("utf-8")
-    previous = files.read(cfg.output)
-    previous_text = None if previous is None else previous.decode("utf-8", "replace")
-    if previous == data:
-        return Applied(Outcome.UNCHANGED, previous_text)
-    files.write_atomic(cfg.output, data)
+def _test_and_reload(cfg: NginxConfig, old: Mapping[Path, bytes | None],
+                     new: Mapping[Path, bytes]) -> None:
     tested = nginxctl.run(cfg.test_command, cfg.command_timeout)
     if not tested.ok:
-        files.restore(cfg.output, previous)
+        _restore(old, new)
         raise ApplyError(
-            f"nginx test failed, previous file restored: {tested.first_error}", "test"
-        )
+            f"nginx test failed, previous file restored: {tested.first_error}", "test")
     reloaded = nginxctl.run(cfg.reload_command, cfg.command_timeout)
     if not reloaded.ok:
         # The master may not have read the new file: put the old one back so that the file
         # on disk keeps describing what nginx runs, and the next pass tries again.
-        files.restore(cfg.output, previous)
+        _restore(old, new)
         raise ApplyError(
-            f"nginx reload failed, previous file restored: {reloaded.first_error}", "reload"
-        )
-    return Applied(Outcome.RELOADED, previous_text)
+            f"nginx reload failed, previous file restored: {reloaded.first_error}", "reload")
+
+
+def _restore(old: Mapping[Path, bytes | None], new: Mapping[Path, bytes]) -> None:
+    for path, data in old.items():
+        if data != new[path]:
+            files.restore(path, data)
+
+
+def _servers(record: Mapping[str, Any] | None) -> dict[str, list[str]] | None:
+    upstreams = (record or {}).get("upstreams")
+    if not isinstance(upstreams, dict):
+        return None
+    return {str(k): [str(s) for s in v] for k, v in upstreams.items() if isinstance(v, list)}

@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lbsync.kube import Event
-from lbsync.model import Snapshot
+from lbsync.model import Event, Snapshot
 
 NODES = "nodes"
 

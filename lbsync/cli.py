@@ -1,44 +1,21 @@
-"""The `lbsync` command line: subcommands, exit codes, and one-line errors.
+"""The `lbsync` command line: the subcommands, and the one error handler of every command.
 
-Exit codes: 0 success (changed or unchanged), 1 the sync failed, 2 usage or configuration
-error. Errors print one line naming the cause; tracebacks only with --debug.
+Exit codes (lbsync.errors): 0 success (changed or unchanged), 1 the job failed, 2 usage or
+configuration error, 3 checks passed with warnings. Errors print one line naming the cause;
+tracebacks only with --debug.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from lbsync import __version__, config, files, logs, render
-from lbsync.errors import EXIT_OK, ConfigError, LbsyncError
-
-EPILOG = """\
-exit codes:
-  0  success (changed or unchanged)
-  1  the sync failed (cluster unreachable, Service missing, nginx -t or reload failed,
-     too few eligible nodes); the NGINX file on disk is left as it was
-  2  usage or configuration error
-
-The configuration file is -c/--config, else $LBSYNC_CONFIG, else /etc/lbsync/config.yaml.
-"""
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    # Accepted before and after the subcommand; the subcommand's copy must not reset the
-    # value given before it, hence SUPPRESS there.
-    default: Any = None if top else argparse.SUPPRESS
-    parser.add_argument(
-        "-c", "--config", metavar="FILE", default=default,
-        help="configuration file (default: $LBSYNC_CONFIG or /etc/lbsync/config.yaml)",
-    )
-    parser.add_argument(
-        "--debug", action="store_true", default=False if top else argparse.SUPPRESS,
-        help="debug logging, and a traceback on unexpected errors",
-    )
+from lbsync import __version__, cliargs, cmd_daemon, cmd_sync
+from lbsync.bootstrap import cli as bootstrap_cli
+from lbsync.errors import EXIT_FAILED, ConfigError, LbsyncError
+from lbsync.text import printable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,89 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lbsync",
         description="Keep an NGINX load balancer's upstreams in step with a Kubernetes cluster's "
         "nodes and node ports.",
-        epilog=EPILOG,
+        epilog=cliargs.EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lbsync {__version__}")
-    _common(parser, top=True)
+    cliargs.common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    add_command(
-        sub, "once", "sync once: read the cluster, write, test and reload NGINX", cmd_once,
-        "Read the cluster, write the NGINX upstream file if it changed, check it with the test "
-        "command, reload NGINX, and print one line per upstream. If the file is unchanged, "
-        "nothing is written and NGINX is not reloaded. If the test or the reload fails, the "
-        "previous file is put back.",
-    )
-    add_command(
-        sub, "render", "print the upstream file that `once` would write; change nothing",
-        cmd_render,
-        "Read the cluster and print the NGINX upstream file to stdout. Touches no file and "
-        "does not run nginx.",
-    )
-    _register_subcommands(sub)
-    return parser
-
-
-def add_command(sub: Any, name: str, help_text: str, func: Handler, description: str
-                ) -> argparse.ArgumentParser:
-    """A subcommand with the common options, the exit codes in its help, and its handler."""
-    p: argparse.ArgumentParser = sub.add_parser(
-        name, help=help_text, description=description, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(p, top=False)
-    p.set_defaults(func=func)
-    return p
-
-
-def _register_subcommands(sub: Any) -> None:
-    """Subcommands that live in their own modules (each adds itself to the parser)."""
-    from lbsync import daemon_cli
-    from lbsync.bootstrap import cli as bootstrap_cli
-
-    daemon_cli.register(sub)
+    cmd_sync.register(sub)
+    cmd_daemon.register(sub)
     bootstrap_cli.register(sub)
     p = sub.add_parser("demo", help="run lbsync on a built-in demo cluster (development "
                        "checkouts: needs the lab)", add_help=False)
     p.set_defaults(func=cmd_demo)
-
-
-# --- commands -----------------------------------------------------------------------------
-
-
-def load_config(args: argparse.Namespace) -> config.Config:
-    cfg = config.load(config.config_path(args.config))
-    logs.setup(cfg.log, level="debug" if args.debug else None)
-    return cfg
-
-
-def cmd_once(args: argparse.Namespace) -> int:
-    from lbsync.daemon_cli import trigger_sync
-    from lbsync.sync import read_cluster, sync_pass
-
-    cfg = load_config(args)
-    template = render.load_template(cfg.nginx.template)
-    try:
-        with files.locked(cfg.nginx.output):
-            result = sync_pass(read_cluster(cfg), cfg, template)
-    except files.Locked:
-        # A running daemon holds the file: it syncs for us instead of us racing it.
-        return trigger_sync(cfg)
-    for line in result.lines():
-        print(line)
-    return EXIT_OK
-
-
-def cmd_render(args: argparse.Namespace) -> int:
-    from lbsync.sync import compute, read_cluster
-
-    cfg = load_config(args)
-    template = render.load_template(cfg.nginx.template)
-    _, text = compute(read_cluster(cfg), cfg, template)
-    sys.stdout.write(text)
-    return EXIT_OK
+    return parser
 
 
 def _command_index(argv: list[str], command: str) -> int | None:
@@ -157,26 +65,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    demo_at = _command_index(argv, "demo")
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    demo_at = _command_index(args_list, "demo")
     if demo_at is not None:  # everything after `demo` is the demo's own to parse
-        args = parser.parse_args(argv[:demo_at + 1])
-        args.demo_args = argv[demo_at + 1:]
+        args = parser.parse_args(args_list[:demo_at + 1])
+        args.demo_args = args_list[demo_at + 1:]
     else:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
+    debug = bool(getattr(args, "debug", False))
     try:
         return int(args.func(args))
     except LbsyncError as exc:
-        if args.debug:
+        if debug:
             raise
-        print(f"lbsync: error: {exc}", file=sys.stderr)
+        print(f"lbsync: error: {printable(exc, 2000)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed: not a failure worth a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except Exception as exc:  # a bug: still one line, unless --debug
-        if args.debug:
+        if debug:
             raise
-        print(f"lbsync: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
-              file=sys.stderr)
-        return 1
-
+        print(f"lbsync: internal error: {type(exc).__name__}: {printable(exc)} "
+              "(rerun with --debug)", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,119 +1,290 @@
-"""The configuration file: its schema, defaults and validation, loaded into frozen dataclasses.
+"""The daemon's configuration file: every key declared once (type, default, range, help) as a
+schema field, loaded and validated by `lbsync.schema`. Reading the file is the only I/O here.
 
-Every error names the key (e.g. `nginx.output`) so an operator can fix the file from one line.
+The reference docs and `config/lbsync.example.yaml` are generated from these declarations
+(`lbsync.configdoc`), so they cannot drift from the code. Every error names the key, exit 2.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import yaml
 
+from lbsync import schema
 from lbsync.errors import ConfigError
+from lbsync.schema import Rule, section, setting
 
 DEFAULT_PATH = Path("/etc/lbsync/config.yaml")
 ENV_CONFIG = "LBSYNC_CONFIG"
 
-UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+UPSTREAM_NAME = r"[A-Za-z0-9_]{1,64}"
 # DNS-1123 label, as Kubernetes requires for namespaces and Service names.
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # The NGINX open source `server` parameters that make sense for a node: anything else
 # (arbitrary text, `;`, `{`) could change the meaning of the file.
 SERVER_OPTION = re.compile(
-    r"^(weight=[1-9][0-9]{0,3}|max_conns=[0-9]{1,6}|max_fails=[0-9]{1,4}"
-    r"|fail_timeout=[0-9]{1,6}(ms|s|m|h)?|backup)$"
+    r"weight=[1-9][0-9]{0,3}|max_conns=[0-9]{1,6}|max_fails=[0-9]{1,4}"
+    r"|fail_timeout=[0-9]{1,6}(ms|s|m|h)?|backup"
 )
-T = TypeVar("T")
 
-ADDRESS_TYPES = ("InternalIP", "ExternalIP")
-LOG_FORMATS = ("json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# --- values that are not plain YAML scalars: each parse takes (value, key) ------------------
+
+
+def _command(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        if argv:
+            return tuple(argv)
+    raise ConfigError(f"{key}: must be a command line (a string or a list of strings)")
+
+
+def _service(value: Any, key: str) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    namespace, _, name = text.partition("/")
+    if not (re.fullmatch(DNS_LABEL, namespace) and re.fullmatch(DNS_LABEL, name)):
+        raise ConfigError(f"{key}: {value!r} must be namespace/name")
+    return text
+
+
+def _service_port(value: Any, key: str) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 65535:
+            raise ConfigError(f"{key}: {value} is out of range 1..65535")
+        return value
+    if isinstance(value, str) and re.fullmatch(DNS_LABEL, value):
+        return value
+    raise ConfigError(f"{key}: must be a port number or a port name, got {value!r}")
+
+
+def _server_options(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a string")
+    for token in value.split():
+        if not SERVER_OPTION.fullmatch(token):
+            raise ConfigError(f"{key}: {token!r} is not an allowed server parameter "
+                              "(weight=, max_conns=, max_fails=, fail_timeout=, backup)")
+    return " ".join(value.split())
+
+
+def _cidrs(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: must be a list of CIDRs, e.g. [10.0.0.0/16]")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(str(ipaddress.ip_network(str(item), strict=True)))
+        except ValueError as exc:
+            raise ConfigError(f"{key}[{i}]: {item!r} is not a network ({exc})") from None
+    return tuple(out)
+
+
+def _listen(value: Any, key: str) -> str:
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})",
+                         value.strip() if isinstance(value, str) else "")
+    if not match or int(match.group(2)) > 65535:
+        raise ConfigError(f"{key}: {value!r} must be HOST:PORT, e.g. 127.0.0.1:9108")
+    return f"{match.group(1)}:{int(match.group(2))}"
+
+
+# --- the schema -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class KubernetesConfig:
-    kubeconfig: Path | None = None
-    context: str | None = None
+    kubeconfig: Path | None = setting(
+        None, help="Kubeconfig of a read-only account (get/list/watch nodes and services). "
+        "`lbsync bootstrap apply --write-kubeconfig FILE` makes one. Unset: the in-cluster "
+        "account, then $KUBECONFIG, then ~/.kube/config.",
+        example="/etc/lbsync/kubeconfig")
+    context: str | None = setting(None, help="Context in that kubeconfig; unset: its "
+                                  "current-context.")
 
 
 @dataclass(frozen=True)
 class UpstreamConfig:
     """One NGINX upstream: either a Service's node port, or a fixed node port."""
 
-    name: str
-    namespace: str | None = None
-    service: str | None = None
-    port: int | str | None = None
-    node_port: int | None = None
+    name: str = setting(help="The upstream's name in NGINX.", pattern=UPSTREAM_NAME,
+                        kind="[A-Za-z0-9_]{1,64}")
+    service: str | None = setting(
+        None, help="namespace/name of the NodePort or LoadBalancer Service whose node port "
+        "the servers use.", parse=_service, kind="namespace/name")
+    port: int | str | None = setting(
+        None, help="The Service port (number or name) whose nodePort is used.",
+        parse=_service_port, kind="integer or string")
+    node_port: int | None = setting(
+        None, help="Instead of service/port: a fixed node port, no lookup.", low=1,
+        high=65535)
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("", "give either node_port or service and port, not both",
+             lambda u: u.node_port is None or (u.service is None and u.port is None)),
+        Rule("", "needs service (namespace/name) and port, or node_port",
+             lambda u: u.node_port is not None or u.service is not None),
+        Rule("port", "required", lambda u: u.service is None or u.port is not None),
+    )
+
+    @property
+    def namespace(self) -> str:
+        return (self.service or "").partition("/")[0]
+
+    @property
+    def service_name(self) -> str:
+        return (self.service or "").partition("/")[2]
 
     @property
     def service_ref(self) -> str:
-        return f"{self.namespace}/{self.service}"
+        return self.service or ""
 
 
 @dataclass(frozen=True)
 class NodesConfig:
-    address_type: str = "InternalIP"
-    label_selector: str = ""
-    require_ready: bool = True
-    min_nodes: int = 1
-    allow_loopback: bool = False
+    address_type: str = setting("InternalIP", choices=("InternalIP", "ExternalIP"),
+                                help="Which node address the servers use; a node without one "
+                                "is left out.")
+    label_selector: str = setting("", help="Kubernetes label selector, applied by the API "
+                                  "server, e.g. `node-role.kubernetes.io/edge=true`.")
+    require_ready: bool = setting(True, help="Leave out nodes whose Ready condition is not "
+                                  "True.")
+    min_nodes: int = setting(1, low=1, high=100_000,
+                             help="Fewer eligible nodes: refuse to write, keep the file, exit "
+                             "1.")
+    allow_loopback: bool = setting(
+        False, help="Accept loopback node addresses (127.0.0.0/8, ::1). Only for labs and the "
+        "demo: in production a node at 127.0.0.1 would make the public site serve the "
+        "gateway's own local services.")
+    allowed_cidrs: tuple[str, ...] = setting(
+        (), parse=_cidrs, kind="list of CIDRs", example=["10.0.0.0/16"],
+        help="If set, only node addresses inside these networks become servers.")
+    port_range: tuple[int, int] = setting(
+        (30000, 32767), parse=schema.port_range, kind="LOW-HIGH", example="30000-32767",
+        help="Node ports outside this range are refused (kube-apiserver's "
+        "--service-node-port-range): a Service must not point NGINX at a host port such as "
+        "22 or lbsync's own.")
 
 
 @dataclass(frozen=True)
 class NginxConfig:
-    output: Path = Path("/etc/nginx/conf.d/lbsync-upstreams.conf")
-    template: Path | None = None
-    test_command: tuple[str, ...] = ("nginx", "-t")
-    reload_command: tuple[str, ...] = ("nginx", "-s", "reload")
-    server_options: str = "max_fails=3 fail_timeout=10s"
-    command_timeout: float = 30.0
+    output: Path = setting(
+        Path("/etc/nginx/conf.d/lbsync-upstreams.conf"),
+        help="The file lbsync owns, included inside http {}. lbsync needs write access to "
+        "its directory (atomic rename).")
+    template: Path | None = setting(None, help="A Jinja2 template replacing the built-in one "
+                                    "(see the README).")
+    test_command: tuple[str, ...] = setting(
+        ("nginx", "-t"), parse=_command, kind="command",
+        help="Run after writing; on failure the old file is put back.")
+    reload_command: tuple[str, ...] = setting(
+        ("nginx", "-s", "reload"), parse=_command, kind="command",
+        help="Or: systemctl reload nginx.")
+    server_options: str = setting(
+        "max_fails=3 fail_timeout=10s", parse=_server_options,
+        help="Appended to every server line. Allowed: weight=, max_conns=, max_fails=, "
+        "fail_timeout=, backup. max_fails/fail_timeout are NGINX's passive health checks.")
+    command_timeout: float = setting(30.0, low=1, high=600,
+                                     help="Seconds before the test or reload command counts "
+                                     "as failed.")
+    state_dir: Path = setting(
+        Path("/run/lbsync"), help="Where lbsync keeps its lock and the record of what NGINX "
+        "last loaded (mode 0700; systemd's RuntimeDirectory).")
 
 
 @dataclass(frozen=True)
 class SyncConfig:
-    debounce: float = 0.25
-    max_delay: float = 2.0
-    min_reload_interval: float = 0.5
-    resync: float = 300.0
-    watch_timeout: int = 300
-    ready_after_failure: float = 60.0
+    debounce: float = setting(0.25, low=0, high=60,
+                              help="Seconds of quiet after the last change before a pass.")
+    max_delay: float = setting(2.0, low=0, high=600,
+                               help="A pass starts at most this long after the first change.")
+    min_reload_interval: float = setting(0.5, low=0, high=600,
+                                         help="Seconds between two NGINX reloads, at least.")
+    resync: float = setting(300.0, low=1, high=86_400,
+                            help="Seconds between full re-lists, a safety net.")
+    watch_timeout: int = setting(300, low=1, high=3600,
+                                 help="Server-side timeout of each watch request, seconds.")
+    ready_after_failure: float = setting(60.0, low=1, high=86_400,
+                                         help="/readyz turns 503 when passes have failed "
+                                         "for this long.")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("max_delay", "must be at least {p}debounce", lambda s: s.max_delay >= s.debounce),
+    )
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    host: str = "127.0.0.1"
-    port: int = 9108
+    listen: str = setting("127.0.0.1:9108", parse=_listen, kind="HOST:PORT",
+                          help="Health, metrics and status of `lbsync run`. Keep it on "
+                          "loopback: the gateway faces the internet.")
 
     @property
-    def listen(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    format: str | None = None  # None: console on a TTY, JSON otherwise
-    level: str = "info"
+    format: str | None = setting(None, choices=("json", "console"),
+                                 help="json or console; unset: console on a TTY, else json.")
+    level: str = setting("info", choices=("debug", "info", "warning", "error"),
+                         help="The lowest level logged.")
 
 
 @dataclass(frozen=True)
 class Config:
-    upstreams: tuple[UpstreamConfig, ...]
-    kubernetes: KubernetesConfig = KubernetesConfig()
-    nodes: NodesConfig = NodesConfig()
-    nginx: NginxConfig = NginxConfig()
-    sync: SyncConfig = SyncConfig()
-    http: HttpConfig = HttpConfig()
-    log: LogConfig = LogConfig()
-    source: Path | None = None
+    upstreams: tuple[UpstreamConfig, ...] = setting(
+        help="One NGINX upstream per entry; at least one.", kind="list of upstreams",
+        min_items=1, unique=("name", "upstream name"),
+        example=[{"name": "k8s_cluster", "service": "kong/kong-gateway-proxy", "port": 80}])
+    kubernetes: KubernetesConfig = section(KubernetesConfig, help="How to reach the cluster.")
+    nodes: NodesConfig = section(NodesConfig, help="Which nodes become servers.")
+    nginx: NginxConfig = section(NginxConfig, help="The file lbsync writes and how NGINX "
+                                 "checks and loads it.")
+    sync: SyncConfig = section(SyncConfig, help="Timing of `lbsync run`.")
+    http: HttpConfig = section(HttpConfig, help="The daemon's own endpoints.")
+    log: LogConfig = section(LogConfig, help="Logging.")
+
+    @property
+    def identity(self) -> str:
+        """Which daemon this config describes: the same output and the same cluster. `lbsync
+        status` compares it with the daemon's, so it never shows another daemon's state."""
+        import hashlib
+
+        k = self.kubernetes
+        seed = f"{self.nginx.output}\0{k.kubeconfig}\0{k.context}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("upstreams", "a fixed node_port is outside {p}nodes.port_range",
+             lambda c: all(c.nodes.port_range[0] <= u.node_port <= c.nodes.port_range[1]
+                           for u in c.upstreams if u.node_port is not None)),
+    )
+
+
+# --- loading ---------------------------------------------------------------------------------
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -124,43 +295,32 @@ def config_path(cli_value: str | None) -> Path:
     return Path(env) if env else DEFAULT_PATH
 
 
-def load(path: Path, *, check_paths: bool = True) -> Config:
-    """Read and validate the YAML file at `path`."""
+def read_yaml(path: Path, what: str = "config file") -> Any:
+    """A YAML file's document; every failure is one ConfigError line naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {path}: not found") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"{what} {path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config file {path}{where}: {problem}") from None
-    return parse(raw, source=path, check_paths=check_paths)
+        raise ConfigError(f"{what} {path}{where}: {problem}") from None
+
+
+def load(path: Path, *, check_paths: bool = True) -> Config:
+    """Read and validate the YAML file at `path`."""
+    return parse(read_yaml(path), source=path, check_paths=check_paths)
 
 
 def parse(raw: Any, *, source: Path | None = None, check_paths: bool = True) -> Config:
     """Validate an already-parsed YAML document; paths are relative to the file's directory."""
-    if raw is None:
-        raw = {}
-    top = _mapping(raw, "(top level)")
-    _reject_unknown(
-        top, "", {"kubernetes", "upstreams", "nodes", "nginx", "sync", "http", "log"}
-    )
     base = source.parent if source is not None else Path.cwd()
-    cfg = Config(
-        kubernetes=_kubernetes(top.get("kubernetes"), base),
-        upstreams=_upstreams(top.get("upstreams")),
-        nodes=_nodes(top.get("nodes")),
-        nginx=_nginx(top.get("nginx"), base),
-        sync=_sync(top.get("sync")),
-        http=_http(top.get("http")),
-        log=_log(top.get("log")),
-        source=source,
-    )
+    cfg = schema.load(Config, raw, base=base)
     if check_paths:
         check_filesystem(cfg)
     return cfg
@@ -177,250 +337,3 @@ def check_filesystem(cfg: Config) -> None:
     template = cfg.nginx.template
     if template is not None and not template.is_file():
         raise ConfigError(f"nginx.template: {template}: no such file")
-
-
-# --- sections ---------------------------------------------------------------------------
-
-
-def _kubernetes(raw: Any, base: Path) -> KubernetesConfig:
-    sec = _section(raw, "kubernetes", {"kubeconfig", "context"})
-    return KubernetesConfig(
-        kubeconfig=_opt(sec, "kubernetes.kubeconfig", lambda v, k: _path(v, k, base)),
-        context=_opt(sec, "kubernetes.context", _string),
-    )
-
-
-def _upstreams(raw: Any) -> tuple[UpstreamConfig, ...]:
-    if raw is None:
-        raise ConfigError("upstreams: required, a list with at least one upstream")
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError("upstreams: must be a non-empty list")
-    result = tuple(_upstream(item, f"upstreams[{i}]") for i, item in enumerate(raw))
-    seen: set[str] = set()
-    for i, up in enumerate(result):
-        if up.name in seen:
-            raise ConfigError(f"upstreams[{i}].name: duplicate upstream name {up.name!r}")
-        seen.add(up.name)
-    return result
-
-
-def _upstream(raw: Any, key: str) -> UpstreamConfig:
-    sec = _section(raw, key, {"name", "service", "port", "node_port"})
-    name = _required(sec, f"{key}.name", _string)
-    if not UPSTREAM_NAME.match(name):
-        raise ConfigError(f"{key}.name: {name!r} must match [A-Za-z0-9_]+")
-    node_port = _opt(sec, f"{key}.node_port", lambda v, k: _int(v, k, 1, 65535))
-    service = _opt(sec, f"{key}.service", _string)
-    if node_port is not None:
-        if service is not None or "port" in sec:
-            raise ConfigError(f"{key}: give either node_port or service and port, not both")
-        return UpstreamConfig(name=name, node_port=node_port)
-    if service is None:
-        raise ConfigError(f"{key}: needs service (namespace/name) and port, or node_port")
-    namespace, _, svc_name = service.partition("/")
-    if not (DNS_LABEL.match(namespace) and DNS_LABEL.match(svc_name)):
-        raise ConfigError(f"{key}.service: {service!r} must be namespace/name")
-    port = _required(sec, f"{key}.port", _service_port)
-    return UpstreamConfig(name=name, namespace=namespace, service=svc_name, port=port)
-
-
-def _nodes(raw: Any) -> NodesConfig:
-    sec = _section(raw, "nodes", {"address_type", "label_selector", "require_ready", "min_nodes",
-                                  "allow_loopback"})
-    d = NodesConfig()
-    address_type = _opt(sec, "nodes.address_type", _string) or d.address_type
-    if address_type not in ADDRESS_TYPES:
-        raise ConfigError(f"nodes.address_type: must be one of {', '.join(ADDRESS_TYPES)}")
-    selector = _opt(sec, "nodes.label_selector", _string_or_empty)
-    return NodesConfig(
-        address_type=address_type,
-        label_selector=selector if selector is not None else d.label_selector,
-        require_ready=_opt_default(sec, "nodes.require_ready", _bool, d.require_ready),
-        min_nodes=_opt_default(
-            sec, "nodes.min_nodes", lambda v, k: _int(v, k, 1, 100000), d.min_nodes
-        ),
-        allow_loopback=_opt_default(sec, "nodes.allow_loopback", _bool, d.allow_loopback),
-    )
-
-
-def _nginx(raw: Any, base: Path) -> NginxConfig:
-    keys = {"output", "template", "test_command", "reload_command", "server_options",
-            "command_timeout"}
-    sec = _section(raw, "nginx", keys)
-    d = NginxConfig()
-    options = _opt(sec, "nginx.server_options", _string_or_empty)
-    if options is not None:
-        for token in options.split():
-            if not SERVER_OPTION.match(token):
-                raise ConfigError(
-                    f"nginx.server_options: {token!r} is not an allowed server parameter "
-                    "(weight=, max_conns=, max_fails=, fail_timeout=, backup)"
-                )
-        options = " ".join(options.split())
-    return NginxConfig(
-        output=_opt(sec, "nginx.output", lambda v, k: _path(v, k, base)) or d.output,
-        template=_opt(sec, "nginx.template", lambda v, k: _path(v, k, base)),
-        test_command=_opt_default(sec, "nginx.test_command", _command, d.test_command),
-        reload_command=_opt_default(sec, "nginx.reload_command", _command, d.reload_command),
-        server_options=options if options is not None else d.server_options,
-        command_timeout=_opt_default(
-            sec, "nginx.command_timeout", lambda v, k: _float(v, k, 1, 600), d.command_timeout
-        ),
-    )
-
-
-def _sync(raw: Any) -> SyncConfig:
-    keys = {"debounce", "max_delay", "min_reload_interval", "resync", "watch_timeout",
-            "ready_after_failure"}
-    sec = _section(raw, "sync", keys)
-    d = SyncConfig()
-    cfg = SyncConfig(
-        debounce=_opt_default(sec, "sync.debounce", lambda v, k: _float(v, k, 0, 60), d.debounce),
-        max_delay=_opt_default(
-            sec, "sync.max_delay", lambda v, k: _float(v, k, 0, 600), d.max_delay
-        ),
-        min_reload_interval=_opt_default(
-            sec, "sync.min_reload_interval", lambda v, k: _float(v, k, 0, 600),
-            d.min_reload_interval,
-        ),
-        resync=_opt_default(sec, "sync.resync", lambda v, k: _float(v, k, 1, 86400), d.resync),
-        watch_timeout=_opt_default(
-            sec, "sync.watch_timeout", lambda v, k: _int(v, k, 1, 3600), d.watch_timeout
-        ),
-        ready_after_failure=_opt_default(
-            sec, "sync.ready_after_failure", lambda v, k: _float(v, k, 1, 86400),
-            d.ready_after_failure,
-        ),
-    )
-    if cfg.max_delay < cfg.debounce:
-        raise ConfigError("sync.max_delay: must be at least sync.debounce")
-    return cfg
-
-
-def _http(raw: Any) -> HttpConfig:
-    sec = _section(raw, "http", {"listen"})
-    listen = _opt(sec, "http.listen", _string)
-    if listen is None:
-        return HttpConfig()
-    match = re.match(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$", listen)
-    if not match or not 0 <= int(match.group(2)) <= 65535:
-        raise ConfigError(f"http.listen: {listen!r} must be HOST:PORT, e.g. 127.0.0.1:9108")
-    return HttpConfig(host=match.group(1).strip("[]"), port=int(match.group(2)))
-
-
-def _log(raw: Any) -> LogConfig:
-    sec = _section(raw, "log", {"format", "level"})
-    fmt = _opt(sec, "log.format", _string)
-    if fmt is not None and fmt not in LOG_FORMATS:
-        raise ConfigError(f"log.format: must be one of {', '.join(LOG_FORMATS)}")
-    level = (_opt(sec, "log.level", _string) or "info").lower()
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"log.level: must be one of {', '.join(LOG_LEVELS)}")
-    return LogConfig(format=fmt, level=level)
-
-
-# --- value checkers: each takes (value, key) and returns the checked value --------------
-
-
-def _mapping(raw: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{key}: must be a mapping, got {_type_name(raw)}")
-    return raw
-
-
-def _section(raw: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    sec = _mapping(raw, key)
-    _reject_unknown(sec, key + ".", allowed)
-    return sec
-
-
-def _reject_unknown(sec: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-    for name in sec:
-        if name not in allowed:
-            raise ConfigError(f"{prefix}{name}: unknown key")
-
-
-def _opt(sec: Mapping[str, Any], key: str, check: Callable[[Any, str], T]) -> T | None:
-    value = sec.get(key.rsplit(".", 1)[-1])
-    return None if value is None else check(value, key)
-
-
-def _opt_default(
-    sec: Mapping[str, Any], key: str, check: Callable[[Any, str], T], default: T
-) -> T:
-    value = _opt(sec, key, check)
-    return default if value is None else value
-
-
-def _required(sec: Mapping[str, Any], key: str, check: Callable[[Any, str], T]) -> T:
-    value = _opt(sec, key, check)
-    if value is None:
-        raise ConfigError(f"{key}: required")
-    return value
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
-
-
-def _string(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}: must be a non-empty string, got {_type_name(value)}")
-    return value.strip()
-
-
-def _string_or_empty(value: Any, key: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key}: must be a string, got {_type_name(value)}")
-    return value.strip()
-
-
-def _bool(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: must be true or false, got {_type_name(value)}")
-    return value
-
-
-def _int(value: Any, key: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key}: must be an integer, got {_type_name(value)}")
-    if not low <= value <= high:
-        raise ConfigError(f"{key}: {value} is out of range {low}..{high}")
-    return value
-
-
-def _float(value: Any, key: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{key}: must be a number, got {_type_name(value)}")
-    if not low <= value <= high:
-        raise ConfigError(f"{key}: {value} is out of range {low}..{high}")
-    return float(value)
-
-
-def _path(value: Any, key: str, base: Path) -> Path:
-    text = _string(value, key)
-    return (base / Path(text).expanduser()).resolve()
-
-
-def _command(value: Any, key: str) -> tuple[str, ...]:
-    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
-        return tuple(value)
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise ConfigError(f"{key}: {exc}") from None
-        if argv:
-            return tuple(argv)
-    raise ConfigError(f"{key}: must be a command line (string or list of strings)")
-
-
-def _service_port(value: Any, key: str) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _int(value, key, 1, 65535)
-    if isinstance(value, str) and PORT_NAME.match(value):
-        return value
-    raise ConfigError(f"{key}: must be a port number or a port name, got {value!r}")

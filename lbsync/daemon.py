@@ -22,16 +22,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from lbsync import config as config_mod
-from lbsync import files, logs, render
-from lbsync.apply import ApplyError
+from lbsync import files, kube, logs
 from lbsync.cache import NODES, ClusterCache, Dirty
 from lbsync.config import Config
 from lbsync.desired import Plan
-from lbsync.errors import ConfigError, LbsyncError, SyncError
-from lbsync.kube import Kube
+from lbsync.errors import ApplyError, ConfigError, LbsyncError, SyncError
 from lbsync.metrics import Metrics
 from lbsync.notify import Notifier
-from lbsync.sync import PassResult, sync_pass
+from lbsync.sync import PassResult, load_template, sync_pass
 from lbsync.watch import Reflector
 
 TICK = 1.0  # the loop wakes at least this often: watchdog, readiness, retries
@@ -59,26 +57,24 @@ class Watchers:
     """One generation of reflectors and the cache they feed; replaced when the config's
     cluster-facing parts change on SIGHUP."""
 
-    def __init__(self, cfg: Config, kube: Kube, metrics: Metrics,
+    def __init__(self, cfg: Config, client: kube.Client, metrics: Metrics,
                  on_change: Callable[[], None]) -> None:
         self.stop = threading.Event()
         services = sorted({u.service_ref for u in cfg.upstreams if u.service is not None})
         self.cache = ClusterCache({NODES, *(f"service:{s}" for s in services)}, on_change)
-        sel, sync = cfg.nodes.label_selector, cfg.sync
+        sync = cfg.sync
         common: dict[str, Any] = {"watch_timeout": sync.watch_timeout, "resync": sync.resync,
                                   "stop": self.stop}
-        self.reflectors = [
-            Reflector(NODES, "nodes", lambda: kube.list_nodes(sel),
-                      lambda rv, t: kube.watch_nodes(rv, t, sel), self.cache, metrics, **common)
-        ]
+        sources: list[tuple[str, str, kube.Source[Any]]] = [
+            (NODES, "nodes", kube.nodes(cfg.nodes.label_selector))]
         for ref in services:
             ns, name = ref.split("/", 1)
-            self.reflectors.append(Reflector(
-                f"service:{ref}", "services",
-                functools.partial(kube.list_service, ns, name),
-                functools.partial(kube.watch_service, ns, name),
-                self.cache, metrics, **common,
-            ))
+            sources.append((f"service:{ref}", "services", kube.service(ns, name)))
+        self.reflectors = [
+            Reflector(name, kind, functools.partial(client.list, src),
+                      functools.partial(client.watch, src), self.cache, metrics, **common)
+            for name, kind, src in sources
+        ]
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -103,7 +99,8 @@ class Daemon:
         config_path: Path | None = None,
         registry: CollectorRegistry | None = None,
         notifier: Notifier | None = None,
-        kube_factory: Callable[[Config], Kube] = lambda c: Kube.from_config(c.kubernetes),
+        kube_factory: Callable[[Config], kube.Client] = lambda c: kube.Client.from_config(
+            c.kubernetes),
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
@@ -111,7 +108,7 @@ class Daemon:
         self.metrics = Metrics(self.registry)
         self.notifier = notifier or Notifier()
         self.kube_factory = kube_factory
-        self.template = render.load_template(cfg.nginx.template)
+        self.template = load_template(cfg)
         self.metrics.ready.set_function(lambda: 1.0 if self.readiness()[0] else 0.0)
         self.log = logs.get("lbsync")
         self._wake = threading.Event()
@@ -119,7 +116,7 @@ class Daemon:
         self._reload_requested = False
         self._triggers: list[_Trigger] = []
         self._lock = threading.Lock()  # guards triggers and the status fields below
-        self.kube: Kube | None = None
+        self.kube: kube.Client | None = None
         self.watchers: Watchers | None = None
         # status
         self.started = time.time()
@@ -134,6 +131,7 @@ class Daemon:
         self._failed_at: float | None = None
         self._failures = 0
         self._ready_sent = False
+        self._applied_once = False  # the first pass tests and reloads whatever the record says
         self._last_watchdog = 0.0
 
     # --- control, callable from any thread ---------------------------------------------
@@ -164,11 +162,13 @@ class Daemon:
             signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
             signal.signal(signal.SIGINT, lambda *_: self.request_stop())
             signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
-        with files.locked(self.cfg.nginx.output) if lock else contextlib.nullcontext():
+        nginx = self.cfg.nginx
+        with files.locked(nginx.output, nginx.state_dir) if lock else contextlib.nullcontext():
             self.kube = self.kube_factory(self.cfg)
             self._start_watchers()
             self.log.info("started", output=str(self.cfg.nginx.output),
-                          upstreams=[u.name for u in self.cfg.upstreams], api=self.kube.server)
+                          upstreams=[u.name for u in self.cfg.upstreams],
+                          api=self.kube.server)
             self.notifier.status("listing the cluster")
             if on_started is not None:
                 on_started()
@@ -250,7 +250,7 @@ class Daemon:
         snapshot, dirty = self.watchers.cache.take()
         start = time.monotonic()
         try:
-            result = sync_pass(snapshot, self.cfg, self.template)
+            result = sync_pass(snapshot, self.cfg, self.template, force=not self._applied_once)
         except LbsyncError as exc:
             record = self._failed(exc, dirty, start)
         except Exception as exc:  # a bug must not stop the daemon keeping the last good file
@@ -264,6 +264,7 @@ class Daemon:
         now = time.monotonic()
         duration = now - start
         m = self.metrics
+        self._applied_once = True
         m.syncs.labels(result=result.outcome.value).inc()
         m.sync_duration.observe(duration)
         if result.reloaded:
@@ -340,8 +341,8 @@ class Daemon:
         old = self.cfg
         try:
             new = config_mod.load(self.config_path)
-            template = render.load_template(new.nginx.template)
-            if new.nginx.output != old.nginx.output:
+            template = load_template(new)
+            if (new.nginx.output, new.nginx.state_dir) != (old.nginx.output, old.nginx.state_dir):
                 raise ConfigError("nginx.output: cannot change while running; restart lbsync")
             # A new kubeconfig is loaded before anything is swapped, so a bad one is refused.
             kube = self.kube_factory(new) if new.kubernetes != old.kubernetes else self.kube
@@ -378,10 +379,9 @@ class Daemon:
                                                   self.last_error)
         if self.watchers is not None:
             for r in self.watchers.reflectors:
-                since = r.health.failing_since
-                if since is not None and now - since >= grace:
-                    return False, (f"API unreachable for {now - since:.0f}s "
-                                   f"({r.source}): {r.health.last_error}")
+                stale = self._source_stale(r, now, grace)
+                if stale:
+                    return False, stale
         if last_ok is None:
             detail = f": {last_error}" if last_error else ""
             return False, f"no successful sync yet{detail}"
@@ -390,6 +390,20 @@ class Daemon:
         if now - last_ok > self.cfg.sync.resync + grace:
             return False, f"no successful sync for {now - last_ok:.0f}s"
         return True, "ok"
+
+    def _source_stale(self, r: Reflector, now: float, grace: float) -> str:
+        """Why one source is not current, or "" when it is."""
+        if not r.alive:
+            return f"the {r.source} reflector thread died"
+        since = r.health.failing_since
+        if since is not None and now - since >= grace:
+            return f"API unreachable for {now - since:.0f}s ({r.source}): {r.health.last_error}"
+        # A healthy watch hears from the server at least once per watch_timeout (a bookmark,
+        # an event, or its clean end): silence for longer means it is stuck.
+        bound = self.cfg.sync.watch_timeout + grace
+        if r.health.last_ok is not None and now - r.health.last_ok > bound:
+            return f"no word from the API for {now - r.health.last_ok:.0f}s ({r.source})"
+        return ""
 
     def status(self) -> dict[str, Any]:
         ready, reason = self.readiness()
@@ -404,6 +418,7 @@ class Daemon:
                                 "last_error": r.health.last_error})
         return {
             "ready": ready, "reason": reason, "output": str(self.cfg.nginx.output),
+            "identity": self.cfg.identity, "config": str(self.config_path or ""),
             "started": self.started, "last_reload": self.last_reload,
             "last_sync": None if last is None else {
                 "at": last.at, "result": last.result, "duration": round(last.duration, 4),
@@ -411,23 +426,4 @@ class Daemon:
             "last_error": self.last_error, "upstreams": upstreams, "nodes": nodes,
             "watches": watches,
         }
-
-
-def run_daemon(cfg: Config, config_path: Path | None) -> int:
-    """`lbsync run`: the daemon with its HTTP endpoints."""
-    from lbsync.httpapi import HttpApi
-
-    daemon = Daemon(cfg, config_path=config_path)
-    # The lock first: a second daemon must say "locked", not "address in use".
-    with files.locked(cfg.nginx.output):
-        try:
-            http = HttpApi(daemon, cfg.http.host, cfg.http.port)
-        except OSError as exc:
-            raise SyncError(f"http.listen: cannot listen on {cfg.http.listen}: {exc.strerror}"
-                            ) from None
-        http.start()
-        try:
-            return daemon.run(lock=False)
-        finally:
-            http.stop()
 

@@ -4,7 +4,10 @@ Node rules follow the Kubernetes cloud-provider service controller for external 
 (not deleting, no exclude label, no autoscaler deletion taint) and add health (Ready) because
 NGINX open source has no active health checks. Cordoned nodes stay in, so draining a node does
 not cut the connections it still carries. Every address is parsed and every name checked here:
-cluster objects are untrusted input, and only what passes reaches the NGINX file.
+cluster objects are untrusted input, and only what passes reaches the NGINX file. An address
+that would point the public site at the gateway itself or at no real host (loopback,
+link-local, multicast, broadcast, reserved, IPv4-mapped) is refused, as is a node port outside
+the cluster's NodePort range.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any
 from lbsync.config import Config, NodesConfig, UpstreamConfig
 from lbsync.errors import SyncError
 from lbsync.model import AUTOSCALER_TAINT, Node, Service, Snapshot
+from lbsync.text import printable
 
 # DNS-1123 subdomain: what Kubernetes allows for a Node name.
-NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # What Go's strconv.ParseBool reads as false, as the service controller parses the label.
 FALSE_VALUES = {"false", "f", "0", "FALSE", "False", "F"}
 
@@ -46,18 +50,21 @@ class Reason(StrEnum):
 class NodeVerdict:
     name: str
     reason: Reason
-    address: IPAddress | None = None
+    address: IPAddress | None = None  # only for eligible nodes: what the server uses
     detail: str = ""
+    shown_address: str = ""  # the node's address of the configured type, as the API gave it
 
     @property
     def eligible(self) -> bool:
         return self.reason is Reason.ELIGIBLE
 
     def as_dict(self) -> dict[str, Any]:
-        """For /status and `lbsync status`."""
-        return {"name": self.name, "eligible": self.eligible, "reason": self.reason.value,
-                "address": None if self.address is None else str(self.address),
-                "detail": self.detail}
+        """For /status and `lbsync status` (untrusted strings made printable)."""
+        return {"name": printable(self.name), "eligible": self.eligible,
+                "reason": self.reason.value,
+                "address": str(self.address) if self.address is not None
+                else printable(self.shown_address, 64) or None,
+                "detail": printable(self.detail)}
 
 
 @dataclass(frozen=True)
@@ -108,44 +115,88 @@ def node_verdict(node: Node, rules: NodesConfig) -> NodeVerdict:
     Cached: a pass re-decides every node, but between two passes only a few changed, and a
     Node is an immutable value, so the cache keeps a 5,000-node pass at a few milliseconds.
     """
-    if not NODE_NAME.match(node.name) or len(node.name) > 253:
-        return NodeVerdict(node.name, Reason.BAD_NAME, detail="not a valid node name")
-    if node.deleting:
-        return NodeVerdict(node.name, Reason.DELETING)
-    if node.exclude_label is not None and node.exclude_label not in FALSE_VALUES:
-        return NodeVerdict(node.name, Reason.EXCLUDED_LABEL)
-    if AUTOSCALER_TAINT in node.taints:
-        return NodeVerdict(node.name, Reason.AUTOSCALER_TAINT)
-    if rules.require_ready and node.ready != "True":
-        return NodeVerdict(node.name, Reason.NOT_READY, detail=f"Ready={node.ready}")
     raw = node.address(rules.address_type)
+
+    def out(reason: Reason, detail: str = "") -> NodeVerdict:
+        return NodeVerdict(node.name, reason, detail=detail, shown_address=raw or "")
+
+    if len(node.name) > 253 or not NODE_NAME.fullmatch(node.name):
+        return out(Reason.BAD_NAME, "not a valid node name")
+    if node.deleting:
+        return out(Reason.DELETING)
+    if node.exclude_label is not None and node.exclude_label not in FALSE_VALUES:
+        return out(Reason.EXCLUDED_LABEL)
+    if AUTOSCALER_TAINT in node.taints:
+        return out(Reason.AUTOSCALER_TAINT)
+    if rules.require_ready and node.ready != "True":
+        return out(Reason.NOT_READY, f"Ready={node.ready}")
     if raw is None:
-        return NodeVerdict(node.name, Reason.NO_ADDRESS, detail=f"no {rules.address_type}")
-    address = parse_address(raw)
+        return out(Reason.NO_ADDRESS, f"no {rules.address_type}")
+    address, why = check_address(raw, rules)
     if address is None:
-        return NodeVerdict(node.name, Reason.BAD_ADDRESS, detail=f"{rules.address_type} {raw!r}")
+        return out(Reason.BAD_ADDRESS, f"{rules.address_type} {raw[:64]!r}: {why}")
     # Cordoned (draining) nodes stay in: cutting them would cut the connections they carry.
     detail = "cordoned" if node.unschedulable else ""
-    return NodeVerdict(node.name, Reason.ELIGIBLE, address=address, detail=detail)
+    return NodeVerdict(node.name, Reason.ELIGIBLE, address=address, detail=detail,
+                       shown_address=raw)
 
 
 def parse_address(raw: str) -> IPAddress | None:
-    """A plain unicast IP address, or None. Scoped IPv6 (`%eth0`) is refused: it is host-local."""
+    """A plain IP address in canonical form, or None. Only ASCII digits: `ipaddress` would
+    take other Unicode digits too, which nginx does not."""
+    if not raw.isascii():
+        return None
     try:
-        address = ipaddress.ip_address(raw)
+        return ipaddress.ip_address(raw)
     except ValueError:
         return None
-    if address.is_multicast or address.is_unspecified:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
-        return None
-    return address
 
 
-def node_port_for(upstream: UpstreamConfig, services: Mapping[str, Service]) -> int:
+def check_address(raw: str, rules: NodesConfig) -> tuple[IPAddress | None, str]:
+    """The address if a server may use it, else None and why not."""
+    address = parse_address(raw)
+    if address is None:
+        return None, "not an IP address"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            return None, "scoped (host-local)"
+        if address.ipv4_mapped is not None:
+            return None, "IPv4-mapped"
+    if address.is_loopback and not rules.allow_loopback:
+        return None, "loopback"
+    for refused, why in ((address.is_unspecified, "unspecified"),
+                         (address.is_link_local, "link-local"),
+                         (address.is_multicast, "multicast"),
+                         (address == BROADCAST, "broadcast"),
+                         (address.is_reserved, "reserved")):
+        if refused:
+            return None, why
+    if rules.allowed_cidrs and not any(address in _network(c) for c in rules.allowed_cidrs):
+        return None, "outside nodes.allowed_cidrs"
+    return address, ""
+
+
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+@functools.lru_cache(maxsize=64)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr)
+
+
+def node_port_for(upstream: UpstreamConfig, services: Mapping[str, Service],
+                  port_range: tuple[int, int]) -> int:
     """The port an upstream's servers use: fixed, or the Service port's nodePort."""
     if upstream.node_port is not None:
         return upstream.node_port
+    port = _service_node_port(upstream, services)
+    if not port_range[0] <= port <= port_range[1]:
+        raise SyncError(f"upstream {upstream.name}: Service {upstream.service_ref} node port "
+                        f"{port} is outside nodes.port_range {port_range[0]}-{port_range[1]}")
+    return port
+
+
+def _service_node_port(upstream: UpstreamConfig, services: Mapping[str, Service]) -> int:
     service = services.get(upstream.service_ref)
     if service is None:
         raise SyncError(f"upstream {upstream.name}: Service {upstream.service_ref} not found")
@@ -178,7 +229,7 @@ def plan(snapshot: Snapshot, config: Config) -> Plan:
         )
     upstreams = []
     for up in config.upstreams:
-        port = node_port_for(up, snapshot.services)
+        port = node_port_for(up, snapshot.services, config.nodes.port_range)
         servers = sorted(
             (Server(v.address, port, v.name) for v in eligible if v.address is not None),
             key=Server.sort_key,

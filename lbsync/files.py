@@ -1,8 +1,11 @@
-"""Writing the output file: atomic replace, byte-exact restore, and the per-file lock.
+"""Writing files: atomic replace, byte-exact restore, the per-output lock, the record of what
+NGINX last loaded, and private files (credentials). The only module that writes files.
 
-The only module that writes files. A reader (nginx) sees either the old file or the new one,
-never a half-written one: the new bytes go to a temp file in the same directory, are fsynced,
-and renamed over the target; the directory is fsynced so the rename survives a crash.
+A reader (nginx) sees either the old file or the new one, never a half-written one: the new
+bytes go to a temp file in the same directory, are fsynced, and renamed over the target; the
+directory is fsynced so the rename survives a crash. lbsync may run as root, and the output
+directory may be writable by others: no path is ever resolved or followed. A symlink where a
+file should be is refused (lstat, O_NOFOLLOW), and modes are fixed, never copied.
 """
 
 from __future__ import annotations
@@ -10,32 +13,68 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import json
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from lbsync.errors import SyncError
+from lbsync.errors import ConfigError, Locked, SyncError
 
-DEFAULT_MODE = 0o644
+FILE_MODE = 0o644  # what nginx (another user) must read
+PRIVATE_MODE = 0o600
+STATE_DIR_MODE = 0o700
+
+
+def _refuse_symlink(path: Path) -> None:
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise SyncError(f"{path} is a symlink: refusing to follow it")
+    except FileNotFoundError:
+        pass
 
 
 def read(path: Path) -> bytes | None:
-    """The file's bytes, or None when it does not exist."""
+    """The file's bytes, or None when it does not exist. Never through a symlink."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SyncError(f"{path} is a symlink: refusing to follow it") from None
         raise SyncError(f"cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one rename, keeping the existing file's mode."""
+def read_template(path: Path) -> str:
+    """An operator's template. It decides what lbsync writes into NGINX's configuration, so
+    it must be as trusted as lbsync's config: owned by root or by lbsync's own user, and
+    writable by nobody else."""
     try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = DEFAULT_MODE
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "a symlink" if exc.errno == errno.ELOOP else exc.strerror
+        raise ConfigError(f"nginx.template: {path}: {why}") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if info.st_uid not in (0, os.geteuid()) or info.st_mode & 0o022:
+            raise ConfigError(f"nginx.template: {path}: must be owned by root or this user "
+                              "and writable by no one else")
+        data = fh.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"nginx.template: {path}: not UTF-8 text") from None
+
+
+def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Replace `path` with `data` in one rename, with a fixed mode."""
+    _refuse_symlink(path)
     directory = path.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -43,9 +82,9 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise SyncError(f"cannot write in {directory}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
-            os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
@@ -73,26 +112,56 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def lock_path(output: Path) -> Path:
-    # Hidden, and not *.conf, so an `include conf.d/*.conf` never picks it up.
-    return output.parent / f".{output.name}.lock"
-
-
-class Locked(SyncError):
-    """Another lbsync process holds the lock on this output file."""
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds a credential), atomically, creating
+    its directory (0700) if needed; never through a symlink."""
+    try:
+        path.parent.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SyncError(f"cannot create {path.parent}: {exc.strerror}") from None
+    write_atomic(path, text.encode("utf-8"), PRIVATE_MODE)
 
 
 @contextlib.contextmanager
-def locked(output: Path, *, wait: bool = False) -> Iterator[None]:
-    """Hold the output file's lock: two lbsync processes never interleave on one file.
+def private_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory only this user can read, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
 
-    flock is released by the kernel when the process dies, so a crash never leaves it stale.
-    """
-    path = lock_path(output)
+
+# --- the state directory: the lock and the record of what NGINX loaded -----------------------
+
+
+def _key(output: Path) -> str:
+    """A name for one output path inside the state directory (several lbsyncs may share it)."""
+    return hashlib.sha256(str(output).encode()).hexdigest()[:16]
+
+
+def state_dir(directory: Path) -> Path:
+    """The state directory, created 0700 if missing; refused if a symlink or open to others."""
     try:
-        # Read-only: a lock file left by root (`lbsync once` run by hand) must still be
-        # usable by the unprivileged daemon; flock needs no write access.
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        directory.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+        info = os.lstat(directory)
+    except OSError as exc:
+        raise SyncError(f"nginx.state_dir: cannot create {directory}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise SyncError(f"nginx.state_dir: {directory} is not a directory")
+    if info.st_mode & 0o022:
+        raise SyncError(f"nginx.state_dir: {directory} is writable by others")
+    return directory
+
+
+@contextlib.contextmanager
+def locked(output: Path, directory: Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold the output's lock: two lbsync processes never interleave on one output.
+
+    The lock lives in the private state directory, not beside the output: a lock file that
+    other users can open is a lock they can hold. flock is released by the kernel when the
+    process dies, so a crash never leaves it stale.
+    """
+    path = state_dir(directory) / f"{_key(output)}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_MODE)
     except OSError as exc:
         raise SyncError(f"cannot open lock file {path}: {exc.strerror}") from None
     try:
@@ -105,3 +174,35 @@ def locked(output: Path, *, wait: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def digest(files: Mapping[Path, bytes]) -> str:
+    """One fingerprint of a set of output files, to compare with the record."""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(str(path).encode() + b"\0" + files[path] + b"\0")
+    return h.hexdigest()
+
+
+def read_record(output: Path, directory: Path) -> dict[str, Any] | None:
+    """What the last successful reload of this output applied (None: no record)."""
+    data = read(state_dir(directory) / f"{_key(output)}.applied.json")
+    if data is None:
+        return None
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None  # a damaged record only costs one test and reload
+    return record if isinstance(record, dict) else None
+
+
+def write_record(output: Path, directory: Path, record: Mapping[str, Any]) -> None:
+    path = state_dir(directory) / f"{_key(output)}.applied.json"
+    write_atomic(path, json.dumps(record, sort_keys=True).encode(), PRIVATE_MODE)
+
+
+def forget_record(output: Path, directory: Path) -> None:
+    """Before the files change: a crash from here on must not leave an old record that
+    matches nothing and a new file that was never loaded."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(state_dir(directory) / f"{_key(output)}.applied.json")

@@ -1,6 +1,7 @@
 """The daemon's HTTP endpoints: /healthz, /readyz, /metrics, /status, and POST /sync.
 
-Listens on loopback by default: the gateway host faces the internet.
+Listens on loopback by default: the gateway host faces the internet. It serves whatever
+implements `Served` (the daemon), so it depends on no daemon module.
 """
 
 from __future__ import annotations
@@ -8,12 +9,29 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-if TYPE_CHECKING:
-    from lbsync.daemon import Daemon
+
+class Record(Protocol):
+    result: str
+    lines: list[str]
+    error: str
+
+
+class Served(Protocol):
+    """What the endpoints ask of the daemon."""
+
+    registry: CollectorRegistry
+
+    def alive(self) -> bool: ...
+
+    def readiness(self) -> tuple[bool, str]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def trigger(self, timeout: float = 30.0) -> Record | None: ...
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, daemon: Daemon, host: str, port: int) -> None:
+    def __init__(self, daemon: Served, host: str, port: int) -> None:
         self.daemon = daemon
         if ":" in host:
             import socket
@@ -76,7 +94,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class HttpApi:
-    def __init__(self, daemon: Daemon, host: str, port: int) -> None:
+    def __init__(self, daemon: Served, host: str, port: int) -> None:
         self.server = _Server(daemon, host, port)
         self.port = int(self.server.server_address[1])
 

@@ -1,269 +1,355 @@
-"""Talking to Kubernetes: client configuration, paginated lists and watches of raw JSON.
+"""The Kubernetes edge: the only module that talks to the API server, and the only one that
+imports the `kubernetes` client. The daemon and the bootstrap both go through it.
 
-The only module that touches the API. Objects are read as raw JSON (`_preload_content=False`),
-not generated models, and reduced to `lbsync.model` dataclasses page by page: at 5,000 nodes
-the models cost seconds and hundreds of MB. Only the call signatures shared by the `kubernetes`
-client 22.6 (Debian 12) and 37.x are used.
+It owns four things:
+- configuration: the official client's loader reads the kubeconfig (or the in-cluster
+  account), with its auth plugins and TLS settings: that is what the client is good at;
+- transport: one urllib3 pool built from that configuration, raw bytes in and out. The
+  generated API classes are not used: their import alone costs ~0.8 s on kubernetes 37, their
+  call signatures differ between 22.6 (Debian 12) and 37, and models cost seconds and hundreds
+  of MB at 5,000 nodes;
+- errors: every failure is one `ApiError` line naming what was asked and the server's reason;
+  every bound on what the server may send (body, line, pages, time) fails the same way;
+- the retry policy (exponential backoff with jitter, Retry-After) that every caller shares.
+
+Lists and watches of the kinds the daemon reads are reduced to `lbsync.model` values page by
+page, as they arrive, so memory stays flat however big each object is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urlencode
 
-import kubernetes
 import tenacity
 import urllib3
-from kubernetes.client.rest import ApiException
-from kubernetes.config.config_exception import ConfigException
 
+from lbsync import __version__
 from lbsync.config import KubernetesConfig
-from lbsync.errors import ConfigError, SyncError
-from lbsync.model import Node, Service, node_from_json, service_from_json
+from lbsync.errors import ApiError, ConfigError, Expired
+from lbsync.model import Event, Listed, Node, Service, node_from_json, service_from_json
+from lbsync.text import first_line
+
+T = TypeVar("T")
 
 PAGE_SIZE = 500
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+# What the server may send us. A real object is at most ~1.5 MB (etcd's request limit), a
+# page of 500 realistic Nodes ~4 MB: these bounds are far above both, and far below what
+# would hurt the gateway host.
+MAX_BODY = 64 << 20
+MAX_LINE = 16 << 20
+MAX_ERROR_BODY = 64 << 10
+LIST_DEADLINE = 120.0  # seconds for a whole paginated list
+MAX_OBJECTS = 200_000  # four times the official 5,000-node/10,000-Service scale limits
 
-T = TypeVar("T")
 
+class ProtocolError(ApiError):
+    """The server sent something no API server sends (bad JSON, too much): may be transient
+    (a proxy in the way), so it is retried with backoff like a 5xx."""
 
-class ApiError(SyncError):
-    """A failed API call. `status` is the HTTP status, or None when no answer came back."""
-
-    def __init__(self, message: str, status: int | None, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        """Connection failures, 429 and 5xx may pass; 4xx will not without a change."""
-        return self.status is None or self.status == 429 or self.status >= 500
+    def __init__(self, message: str) -> None:
+        super().__init__(message, None)
 
     @property
     def code(self) -> str:
-        """A short label for metrics: the HTTP status, or "connection"."""
-        return "connection" if self.status is None else str(self.status)
+        return "invalid"
 
 
-class Expired(ApiError):
-    """410: the resourceVersion or continue token is too old; list again."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 410)
+# --- configuration --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Listed(Generic[T]):
-    items: dict[str, T]
-    resource_version: str
+def load_configuration(cfg: KubernetesConfig, key: str = "kubernetes.kubeconfig") -> Any:
+    """A `kubernetes.client.Configuration` from the kubeconfig, in-cluster, or defaults.
 
+    Any failure of the loader is a configuration problem: one line naming the file, exit 2.
+    """
+    import kubernetes  # here, not at import: `--help` and pure commands stay fast
 
-@dataclass(frozen=True)
-class Event(Generic[T]):
-    """One watch event. `key`/`obj` are unset for BOOKMARK; `obj` is None for DELETED."""
-
-    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
-    resource_version: str
-    key: str = ""
-    obj: T | None = None
-
-
-def new_api_client(cfg: KubernetesConfig) -> Any:
-    """An ApiClient from the configured kubeconfig, else in-cluster, else the usual defaults."""
     configuration = kubernetes.client.Configuration()
+    where = str(cfg.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config")
     try:
         if cfg.kubeconfig is not None:
             kubernetes.config.load_kube_config(
                 config_file=str(cfg.kubeconfig), context=cfg.context,
-                client_configuration=configuration, persist_config=False,
-            )
+                client_configuration=configuration, persist_config=False)
         elif os.environ.get("KUBERNETES_SERVICE_HOST") and cfg.context is None:
+            where = "the in-cluster service account"
             kubernetes.config.load_incluster_config(client_configuration=configuration)
         else:
             kubernetes.config.load_kube_config(
-                context=cfg.context, client_configuration=configuration, persist_config=False
-            )
-    except (ConfigException, OSError, ValueError, TypeError) as exc:
-        where = cfg.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"kubernetes.kubeconfig: cannot load {where}: {message}") from None
-    # Retrying is the caller's job (tenacity, with backoff); urllib3's own retries would
-    # only hide an outage for a few more seconds.
-    configuration.retries = 0
-    return kubernetes.client.ApiClient(configuration)
+                context=cfg.context, client_configuration=configuration, persist_config=False)
+    except Exception as exc:  # the loader raises ConfigException, YAML errors, bare Exception
+        raise ConfigError(f"{key}: cannot load {where}: {_loader_reason(exc)}") from None
+    return configuration
 
 
-@dataclass(frozen=True)
-class _Source(Generic[T]):
-    """What to call for one kind of object, and how to reduce and key what comes back."""
-
-    call: Callable[..., Any]
-    params: dict[str, Any]
-    reduce: Callable[[dict[str, Any]], T]
-    key: Callable[[T], str]
-    what: str  # for messages: "nodes", "services in kong"
+def _loader_reason(exc: BaseException) -> str:
+    mark = getattr(exc, "problem_mark", None)  # a YAML error: say where
+    if mark is not None:
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        return f"not valid YAML (line {mark.line + 1}: {problem})"
+    return first_line(str(exc)) if str(exc).strip() else type(exc).__name__
 
 
-class Kube:
-    """Lists and watches of Nodes and Services, returned as reduced dataclasses."""
+def _pool(configuration: Any) -> urllib3.PoolManager:
+    """A urllib3 pool with the configuration's TLS and proxy settings (both client lines)."""
+    import ssl
 
-    def __init__(self, api_client: Any) -> None:
-        self.api_client = api_client
-        self.core = kubernetes.client.CoreV1Api(api_client)
-        self.server = str(api_client.configuration.host)
+    args: dict[str, Any] = {
+        "num_pools": 2, "maxsize": 4, "retries": False,
+        "cert_reqs": ssl.CERT_REQUIRED if configuration.verify_ssl else ssl.CERT_NONE,
+        "ca_certs": configuration.ssl_ca_cert, "cert_file": configuration.cert_file,
+        "key_file": configuration.key_file,
+    }
+    if getattr(configuration, "ca_cert_data", None):
+        args["ca_cert_data"] = configuration.ca_cert_data
+    if configuration.assert_hostname is not None:
+        args["assert_hostname"] = configuration.assert_hostname
+    if getattr(configuration, "tls_server_name", None):
+        args["server_hostname"] = configuration.tls_server_name
+    if getattr(configuration, "proxy", None):
+        return urllib3.ProxyManager(proxy_url=configuration.proxy,
+                                    proxy_headers=getattr(configuration, "proxy_headers", None),
+                                    **args)
+    return urllib3.PoolManager(**args)
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+class Client:
+    """Raw API calls against one API server. Thread-safe (urllib3 pools are)."""
+
+    def __init__(self, configuration: Any) -> None:
+        self.configuration = configuration
+        self.server = str(configuration.host).rstrip("/")
+        self._pool = _pool(configuration)
 
     @classmethod
-    def from_config(cls, cfg: KubernetesConfig) -> Kube:
-        return cls(new_api_client(cfg))
+    def from_config(cls, cfg: KubernetesConfig, key: str = "kubernetes.kubeconfig") -> Client:
+        return cls(load_configuration(cfg, key))
 
     def close(self) -> None:
-        close = getattr(self.api_client, "close", None)
-        if close is not None:
-            close()
+        self._pool.clear()
 
-    # --- the two kinds of source lbsync reads ------------------------------------------
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": f"lbsync/{__version__}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        # auth_settings() runs the refresh hook of exec plugins and token files each time.
+        for auth in self.configuration.auth_settings().values():
+            if auth.get("in") == "header" and auth.get("value"):
+                headers[auth["key"]] = auth["value"]
+        return headers
 
-    def _nodes(self, label_selector: str) -> _Source[Node]:
-        return _Source(self.core.list_node, {"label_selector": label_selector or None},
-                       node_from_json, lambda n: n.name, "nodes")
+    def _open(self, method: str, path: str, query: Mapping[str, Any] | None,
+              body: bytes | None, content_type: str | None, timeout: tuple[float, float],
+              what: str) -> Any:
+        url = self.server + path
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        if params:
+            url += "?" + urlencode(params)
+        try:
+            return self._pool.request(
+                method, url, body=body, headers=self._headers(content_type),
+                preload_content=False, redirect=False,
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(f"cannot reach the API server {self.server} ({what}): "
+                           f"{reason(exc)}", None) from None
 
-    def _service(self, namespace: str, name: str) -> _Source[Service]:
-        # One Service, read as a list: a list carries the resourceVersion a watch starts from.
-        return _Source(self.core.list_namespaced_service,
-                       {"namespace": namespace, "field_selector": f"metadata.name={name}"},
-                       service_from_json, lambda s: s.ref, f"services in {namespace}")
+    def call(self, method: str, path: str, *, what: str,
+             query: Mapping[str, Any] | None = None, body: bytes | None = None,
+             content_type: str | None = None,
+             timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+             max_bytes: int = MAX_BODY) -> bytes:
+        """One request; the response body, at most `max_bytes`. Raises ApiError."""
+        response = self._open(method, path, query, body, content_type, timeout, what)
+        complete = False
+        try:
+            if response.status >= 400:
+                raise status_error(response.status, _read(response, MAX_ERROR_BODY, what,
+                                                          truncate=True),
+                                   response.headers, what)
+            data = _read(response, max_bytes, what)
+            complete = True
+            return data
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(f"{what}: the connection broke: {reason(exc)}", None) from None
+        finally:
+            _done(response, complete)
 
-    def list_nodes(self, label_selector: str = "") -> Listed[Node]:
-        return self._list(self._nodes(label_selector))
+    def json(self, method: str, path: str, *, what: str, **kwargs: Any) -> dict[str, Any]:
+        return parse_json(self.call(method, path, what=what, **kwargs), what)
 
-    def list_service(self, namespace: str, name: str) -> Listed[Service]:
-        return self._list(self._service(namespace, name))
+    def lines(self, path: str, query: Mapping[str, Any], timeout: float, what: str
+              ) -> Iterator[bytes]:
+        """A streamed GET (a watch): its newline-delimited lines, each at most MAX_LINE.
 
-    def watch_nodes(
-        self, resource_version: str, timeout: int, label_selector: str = ""
-    ) -> Iterator[Event[Node]]:
-        return self._watch(self._nodes(label_selector), resource_version, timeout)
+        The read timeout exceeds the server-side one, so a silent dead connection is noticed
+        without cutting healthy watches short.
+        """
+        response = self._open("GET", path, query, None, None,
+                              (CONNECT_TIMEOUT, timeout + READ_TIMEOUT), what)
+        try:
+            if response.status >= 400:
+                raise status_error(response.status, _read(response, MAX_ERROR_BODY, what,
+                                                          truncate=True),
+                                   response.headers, what)
+            yield from _split_lines(response.stream(64 << 10, decode_content=True), what)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(f"{what} broke: {reason(exc)}", None) from None
+        finally:
+            # A watch is abandoned mid-stream whenever its reader stops: never reuse that.
+            _done(response, False)
 
-    def watch_service(
-        self, namespace: str, name: str, resource_version: str, timeout: int
-    ) -> Iterator[Event[Service]]:
-        return self._watch(self._service(namespace, name), resource_version, timeout)
+    # --- the daemon's reads ----------------------------------------------------------------
 
-    # --- lists ---------------------------------------------------------------------------
-
-    def _list(self, src: _Source[T]) -> Listed[T]:
+    def list(self, source: Source[T], *, deadline: float = LIST_DEADLINE,
+             max_objects: int = MAX_OBJECTS) -> Listed[T]:
         """Page through a list; an expired continue token starts the list again, once."""
         for attempt in range(2):
             try:
-                return self._list_pages(src)
+                return self._list_pages(source, time.monotonic() + deadline, max_objects)
             except Expired:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
-    def _list_pages(self, src: _Source[T]) -> Listed[T]:
+    def _list_pages(self, src: Source[T], deadline: float, max_objects: int) -> Listed[T]:
         items: dict[str, T] = {}
         token: str | None = None
+        pages = 0
         while True:
-            body = self._request(
-                src.call, src.what, limit=PAGE_SIZE, _continue=token,
-                _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **src.params,
-            )
-            page = _json(body, src.what)
-            del body
-            reduced = [src.reduce(raw) for raw in page.get("items") or ()
-                       if isinstance(raw, dict)]
-            meta = page.get("metadata") or {}
-            token = meta.get("continue") or None
-            rv = str(meta.get("resourceVersion", ""))
-            del page
+            if time.monotonic() > deadline:
+                raise ProtocolError(f"list {src.what}: not done after {pages} pages "
+                                    f"({LIST_DEADLINE:g}s)")
+            page = self.json("GET", src.path, what=f"list {src.what}", query={
+                **src.query, "limit": PAGE_SIZE, "continue": token})
+            pages += 1
+            raw_items, meta = page.get("items"), page.get("metadata")
+            if not isinstance(raw_items, list | type(None)) or not isinstance(meta, dict):
+                raise ProtocolError(f"list {src.what}: not a list response")
+            reduced = [src.reduce(raw) for raw in raw_items or () if isinstance(raw, dict)]
+            token = _str(meta.get("continue")) or None
+            rv = _str(meta.get("resourceVersion"))
+            del page, raw_items
             for obj in detached(reduced):
                 items[src.key(obj)] = obj
+            if len(items) > max_objects:
+                raise ProtocolError(f"list {src.what}: more than {max_objects} objects")
             if token is None:
                 return Listed(items, rv)
 
-    def _request(self, call: Callable[..., Any], what: str, **kwargs: Any) -> bytes:
-        response = None
-        try:
-            response = call(_preload_content=False, **kwargs)
-            return bytes(response.data)
-        except ApiException as exc:
-            raise api_error(exc, what) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ApiError(f"cannot reach the API server {self.server} ({what}): "
-                           f"{_reason(exc)}", None) from None
-        finally:
-            if response is not None:
-                response.release_conn()
-
-    # --- watches -------------------------------------------------------------------------
-
-    def _watch(self, src: _Source[T], resource_version: str, timeout: int
-               ) -> Iterator[Event[T]]:
-        """Stream events until the server ends the watch. Raises Expired on 410.
-
-        The client read timeout exceeds the server-side timeout, so a silent dead connection
-        is noticed without cutting healthy watches short.
-        """
-        call, params, what = src.call, src.params, src.what
-        try:
-            response = call(
-                watch=True, allow_watch_bookmarks=True, resource_version=resource_version,
-                timeout_seconds=timeout, _preload_content=False,
-                _request_timeout=(CONNECT_TIMEOUT, timeout + READ_TIMEOUT), **params,
-            )
-        except ApiException as exc:
-            raise api_error(exc, f"watch {what}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ApiError(f"cannot reach the API server {self.server} (watch {what}): "
-                           f"{_reason(exc)}", None) from None
-        try:
-            for line in _lines(response):
-                yield _event(line, src.reduce, src.key, what)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ApiError(f"watch {what} broke: {_reason(exc)}", None) from None
-        finally:
-            response.release_conn()
+    def watch(self, src: Source[T], resource_version: str, timeout: int) -> Iterator[Event[T]]:
+        """Stream events until the server ends the watch. Raises Expired on 410."""
+        what = f"watch {src.what}"
+        query = {**src.query, "watch": "1", "allowWatchBookmarks": "true",
+                 "resourceVersion": resource_version, "timeoutSeconds": timeout}
+        for line in self.lines(src.path, query, timeout, what):
+            yield event(parse_json(line, what), src, what)
 
 
-def _event(
-    line: bytes, reduce: Callable[[dict[str, Any]], T], key: Callable[[T], str], what: str
-) -> Event[T]:
-    raw = _json(line, f"watch {what}")
+# --- sources: what the daemon reads ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source(Generic[T]):
+    """One kind of object to list and watch: where, and how to reduce and key it."""
+
+    path: str
+    query: dict[str, str]
+    reduce: Callable[[dict[str, Any]], T]
+    key: Callable[[T], str]
+    what: str  # for messages: "nodes", "services in kong"
+
+
+def nodes(label_selector: str = "") -> Source[Node]:
+    query = {"labelSelector": label_selector} if label_selector else {}
+    return Source("/api/v1/nodes", query, node_from_json, lambda n: n.name, "nodes")
+
+
+def service(namespace: str, name: str) -> Source[Service]:
+    # One Service, read as a list: a list carries the resourceVersion a watch starts from.
+    return Source(f"/api/v1/namespaces/{quote(namespace, safe='')}/services",
+                  {"fieldSelector": f"metadata.name={name}"}, service_from_json,
+                  lambda s: s.ref, f"services in {namespace}")
+
+
+def event(raw: dict[str, Any], src: Source[T], what: str) -> Event[T]:
+    """One watch event, type-checked: anything malformed is a ProtocolError, never a crash."""
     kind, obj = raw.get("type"), raw.get("object")
     if not isinstance(obj, dict):
-        raise ApiError(f"watch {what}: event without an object", 500)
+        raise ProtocolError(f"{what}: event without an object")
     if kind == "ERROR":
-        message = str(obj.get("message") or obj.get("reason") or "watch error")
-        if obj.get("code") == 410:
-            raise Expired(f"watch {what}: {message}")
+        message = first_line(_str(obj.get("message") or obj.get("reason")) or "watch error")
         code = obj.get("code")
-        raise ApiError(f"watch {what}: {message}", code if isinstance(code, int) else 500)
-    rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        if code == 410:
+            raise Expired(f"{what}: {message}")
+        raise ApiError(f"{what}: {message}", code if isinstance(code, int) else 500)
+    meta = obj.get("metadata")
+    rv = _str(meta.get("resourceVersion")) if isinstance(meta, dict) else ""
     if kind == "BOOKMARK":
         return Event("BOOKMARK", rv)
     if kind not in ("ADDED", "MODIFIED", "DELETED"):
-        raise ApiError(f"watch {what}: unknown event type {kind!r}", 500)
-    reduced = reduce(obj)
-    return Event(str(kind), rv, key(reduced), None if kind == "DELETED" else reduced)
+        raise ProtocolError(f"{what}: unknown event type {str(kind)[:40]!r}")
+    reduced = src.reduce(obj)
+    return Event(str(kind), rv, src.key(reduced), None if kind == "DELETED" else reduced)
 
 
-def _lines(response: Any) -> Iterator[bytes]:
-    """Newline-delimited JSON from a streamed (chunked) response."""
+# --- bytes -----------------------------------------------------------------------------------
+
+
+def _done(response: Any, complete: bool) -> None:
+    """Give the connection back for reuse only when its response was read to the end."""
+    if not complete:
+        response.close()
+    response.release_conn()
+
+
+def _read(response: Any, limit: int, what: str, *, truncate: bool = False) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.stream(256 << 10, decode_content=True):
+        size += len(chunk)
+        if size > limit:
+            if truncate:
+                chunks.append(chunk[:limit - size + len(chunk)])
+                break
+            raise ProtocolError(f"{what}: response larger than {limit >> 20} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _split_lines(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """Newline-delimited lines from a chunked stream, refusing a line that never ends."""
     pending = b""
-    for chunk in response.stream(None, decode_content=True):
+    for chunk in chunks:
         pending += chunk
         *complete, pending = pending.split(b"\n")
         yield from (line for line in complete if line.strip())
+        if len(pending) > MAX_LINE:
+            raise ProtocolError(f"{what}: an event longer than {MAX_LINE >> 20} MB")
     if pending.strip():
         yield pending
+
+
+def parse_json(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProtocolError(f"{what}: the API server sent invalid JSON") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what}: the API server sent unexpected JSON")
+    return value
 
 
 def detached(objects: list[T]) -> list[T]:
@@ -277,47 +363,66 @@ def detached(objects: list[T]) -> list[T]:
     return list(pickle.loads(pickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL)))
 
 
-def _json(body: bytes, what: str) -> dict[str, Any]:
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def status_error(status: int, body: bytes, headers: Mapping[str, str], what: str) -> ApiError:
+    """An HTTP error answer as one line: status, and the server's own message."""
+    message = ""
     try:
-        value = json.loads(body)
-    except ValueError:
-        raise ApiError(f"{what}: the API server sent invalid JSON", 500) from None
-    if not isinstance(value, dict):
-        raise ApiError(f"{what}: the API server sent unexpected JSON", 500)
-    return value
-
-
-def api_error(exc: ApiException, what: str) -> ApiError:
-    """An ApiException as one line: status, reason and the server's message."""
-    status = int(exc.status) if exc.status else None
-    message = str(exc.reason or "")
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
-        with contextlib.suppress(ValueError, AttributeError):
-            message = str(json.loads(body).get("message") or message)
+        doc = json.loads(body)
+        if isinstance(doc, dict):
+            message = _str(doc.get("message"))
+    except (ValueError, RecursionError):
+        pass
+    message = first_line(message) or _reason_phrase(status)
     if status == 410:
         return Expired(f"{what}: {message}")
     retry_after = None
-    headers = exc.headers or {}
-    if status == 429 and headers.get("Retry-After", "").isdigit():
-        retry_after = float(headers["Retry-After"])
-    if status is None or status == 0:
-        return ApiError(f"cannot reach the API server ({what}): {message}", None)
-    return ApiError(f"API error {status} ({what}): {message}", status, retry_after)
+    value = headers.get("Retry-After", "") if headers else ""
+    if value.isdigit():
+        retry_after = float(value)
+    return ApiError(f"{what}: {message} (HTTP {status})", status, retry_after)
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost useful text of a urllib3/socket error."""
-    reason = getattr(exc, "reason", None) or exc
-    text = str(reason)
-    # urllib3 wraps: "HTTPSConnectionPool(...): Max retries exceeded ... (Caused by X)".
-    if "Caused by" in text:
-        text = text.split("Caused by", 1)[1].strip(" ()")
+def _reason_phrase(status: int) -> str:
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+
+
+def reason(exc: BaseException) -> str:
+    """The innermost useful text of a urllib3/socket error, without wrappers' reprs."""
+    for _ in range(6):
+        inner = getattr(exc, "reason", None)
+        nested = [a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)]
+        if isinstance(inner, BaseException):
+            exc = inner
+        elif nested:
+            exc = nested[-1]
+        else:
+            break
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if ">: " in text and text.startswith("<"):  # "<urllib3...Connection object at 0x..>: x"
+        text = text.split(">: ", 1)[1]
     if "Connection refused" in text:
         return "connection refused"
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(text) or type(exc).__name__
+
+
+# --- the retry policy, shared by every caller ------------------------------------------------
+
+
+MAX_BACKOFF = 30.0
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -329,15 +434,35 @@ def backoff(max_wait: float) -> Any:
     return tenacity.wait_exponential(multiplier=0.5, max=max_wait) + tenacity.wait_random(0, 0.5)
 
 
-def retrying(*, attempts: int | None, max_wait: float = 30.0) -> tenacity.Retrying:
-    """Exponential backoff with jitter for retryable API errors; others raise at once.
+def wait_policy(max_wait: float = MAX_BACKOFF) -> Callable[[tenacity.RetryCallState], float]:
+    """How long to wait before the next attempt after a failed call.
 
-    `attempts=None` retries forever (the daemon); a number bounds `lbsync once`.
+    Passing troubles (connection, 429, 5xx, garbage) back off exponentially with jitter and
+    honour Retry-After; errors a retry cannot fix (401, 403, 404) wait the cap: someone has
+    to fix RBAC or the config, and hammering the API will not help.
     """
-    stop = tenacity.stop_never if attempts is None else tenacity.stop_after_attempt(attempts)
+    exponential = backoff(max_wait)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ApiError) and not exc.retryable:
+            return max_wait
+        seconds = float(exponential(state))
+        if isinstance(exc, ApiError) and exc.retry_after:
+            seconds = max(seconds, min(exc.retry_after, max_wait))
+        return seconds
+
+    return wait
+
+
+def retrying(*, attempts: int, max_wait: float = 2.0,
+             sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
+    """For one-shot commands (`once`, `render`, the bootstrap): a few quick tries of
+    retryable errors, then the error. Others raise at once."""
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_retryable),
-        wait=backoff(max_wait),
-        stop=stop,
+        wait=wait_policy(max_wait),
+        stop=tenacity.stop_after_attempt(attempts),
+        sleep=sleep,
         reraise=True,
     )

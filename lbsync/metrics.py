@@ -14,7 +14,8 @@ SYNC_RESULTS = ("reloaded", "unchanged", "failed")
 RELOAD_RESULTS = ("success", "test_failed", "reload_failed")
 WATCH_KINDS = ("nodes", "services")
 WATCH_REASONS = ("timeout", "expired", "error", "resync")
-API_CODES = ("connection", "401", "403", "404", "410", "429", "500", "503")
+API_CODES = ("connection", "invalid", "internal", "401", "403", "404", "410", "429", "500",
+             "503")
 
 # Reload latency is dominated by debounce (0.25 s default) plus nginx: buckets around that.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)

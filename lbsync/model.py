@@ -1,19 +1,29 @@
-"""The few fields of Nodes and Services that lbsync uses, reduced from raw API JSON.
+"""The few fields of Nodes and Services that lbsync uses, reduced from raw API JSON. Pure.
 
 Reducing each object as soon as it arrives keeps memory flat however much the cluster puts in
-a Node (images, nodeInfo, ...). Values are copied as they come: nothing here is trusted yet;
-`lbsync.desired` validates addresses and names before anything can reach NGINX.
+a Node (images, nodeInfo, ...). Cluster objects are untrusted input: a reducer accepts any
+JSON value without raising (a part of the wrong type reads as absent) and bounds what it
+keeps (string lengths, counts). Nothing here is validated yet: `lbsync.desired` checks names
+and addresses before anything can reach NGINX.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 AUTOSCALER_TAINT = "ToBeDeletedByClusterAutoscaler"
 ADDRESS_TYPES = ("InternalIP", "ExternalIP")
+# Bounds on what one object may make us keep. A valid name is at most 253 characters; one
+# longer is kept long enough for the verdict to call it invalid, never whole.
+MAX_STRING = 512
+MAX_ADDRESSES = 16
+MAX_TAINTS = 64
+MAX_PORTS = 256
 
 
 @dataclass(frozen=True)
@@ -61,12 +71,34 @@ class Snapshot:
     services: Mapping[str, Service] = field(default_factory=dict)  # keyed by "namespace/name"
 
 
+@dataclass(frozen=True)
+class Listed(Generic[T]):
+    """A complete list of one source, keyed, and the resourceVersion to watch from."""
+
+    items: dict[str, T]
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class Event(Generic[T]):
+    """One watch event. `key`/`obj` are unset for BOOKMARK; `obj` is None for DELETED."""
+
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    resource_version: str
+    key: str = ""
+    obj: T | None = None
+
+
 def _dict(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _list(value: Any, limit: int = 10_000) -> list[Any]:
+    return value[:limit] if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str:
+    return value[:MAX_STRING] if isinstance(value, str) else ""
 
 
 def node_from_json(obj: Mapping[str, Any]) -> Node:
@@ -77,23 +109,23 @@ def node_from_json(obj: Mapping[str, Any]) -> Node:
     labels = _dict(meta.get("labels"))
     exclude = labels.get(EXCLUDE_LABEL)
     ready = "Unknown"
-    for cond in _list(status.get("conditions")):
-        cond = _dict(cond)
+    for cond in map(_dict, _list(status.get("conditions"))):
         if cond.get("type") == "Ready":
-            ready = str(cond.get("status", "Unknown"))
+            ready = _str(cond.get("status")) or "Unknown"
     addresses = tuple(
-        (str(a.get("type")), str(a.get("address", "")))
+        (_str(a.get("type")), _str(a.get("address")))
         for a in map(_dict, _list(status.get("addresses")))
         if a.get("type") in ADDRESS_TYPES
-    )
+    )[:MAX_ADDRESSES]
+    taints = tuple(_str(_dict(t).get("key")) for t in _list(spec.get("taints"), MAX_TAINTS))
     return Node(
-        name=str(meta.get("name", "")),
+        name=_str(meta.get("name")),
         ready=ready,
         deleting=meta.get("deletionTimestamp") is not None,
-        exclude_label=None if exclude is None else str(exclude),
-        taints=tuple(str(_dict(t).get("key", "")) for t in _list(spec.get("taints"))),
+        exclude_label=None if exclude is None else str(exclude)[:MAX_STRING],
+        taints=taints,
         addresses=addresses,
-        unschedulable=bool(spec.get("unschedulable", False)),
+        unschedulable=spec.get("unschedulable") is True,
     )
 
 
@@ -102,22 +134,20 @@ def service_from_json(obj: Mapping[str, Any]) -> Service:
     meta = _dict(obj.get("metadata"))
     spec = _dict(obj.get("spec"))
     ports = []
-    for p in map(_dict, _list(spec.get("ports"))):
+    for p in map(_dict, _list(spec.get("ports"), MAX_PORTS)):
         port, node_port = p.get("port"), p.get("nodePort")
         if not isinstance(port, int) or not _is_port(port):
             continue
-        ports.append(
-            ServicePort(
-                port=port,
-                name=str(p.get("name") or ""),
-                node_port=node_port if _is_port(node_port) else None,
-                protocol=str(p.get("protocol") or "TCP"),
-            )
-        )
+        ports.append(ServicePort(
+            port=port,
+            name=_str(p.get("name")),
+            node_port=node_port if _is_port(node_port) else None,
+            protocol=_str(p.get("protocol")) or "TCP",
+        ))
     return Service(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        type=str(spec.get("type") or "ClusterIP"),
+        namespace=_str(meta.get("namespace")),
+        name=_str(meta.get("name")),
+        type=_str(spec.get("type")) or "ClusterIP",
         ports=tuple(ports),
     )
 

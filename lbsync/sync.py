@@ -1,21 +1,28 @@
-"""One sync pass: snapshot -> plan -> text -> applied, and what changed. Shared by once and run.
+"""One sync pass: snapshot -> plan -> text -> applied, and what changed. Shared by `once`,
+`render`, `status` and the daemon.
 
-`fetch_snapshot` is the one-shot way to read the cluster (the daemon keeps its snapshot from
-watches instead); everything after it is the same code for `once`, `render` and the daemon.
+`compute` is pure (plan and text); `sync_pass` adds the one edge that changes the world
+(`apply`); `changes` compares the new plan with the one NGINX last loaded, from the record
+`apply` keeps, never by parsing files back. `read_cluster` is the one-shot way to read the
+cluster (the daemon keeps its snapshot from watches instead).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import jinja2
 
-from lbsync import logs, render
-from lbsync.apply import Applied, Outcome, apply
+from lbsync import files, kube, logs, render
+from lbsync.apply import Outcome, apply
 from lbsync.config import Config
 from lbsync.desired import Plan, Reason, plan
-from lbsync.kube import Kube, retrying
 from lbsync.model import Service, Snapshot
+
+# How many verdicts of skipped untrusted nodes one pass logs: a hostile API must not flood
+# the journal (the metrics count them all).
+MAX_SKIP_LOGS = 20
 
 
 @dataclass(frozen=True)
@@ -39,59 +46,79 @@ class PassResult:
     def lines(self) -> list[str]:
         """One human line per upstream: `k8s_cluster: 3 nodes (+1 -0), reloaded`."""
         return [
-            f"{c.name}: {c.servers} nodes (+{len(c.added)} -{len(c.removed)}), "
-            f"{self.outcome.value}"
+            f"{c.name}: {c.servers} {'node' if c.servers == 1 else 'nodes'} "
+            f"(+{len(c.added)} -{len(c.removed)}), {self.outcome.value}"
             for c in self.changes
         ]
 
 
-def fetch_snapshot(kube: Kube, config: Config) -> Snapshot:
+def fetch_snapshot(client: kube.Client, config: Config) -> Snapshot:
     """Read what a pass needs straight from the API (paginated lists)."""
-    nodes = kube.list_nodes(config.nodes.label_selector).items
+    nodes = client.list(kube.nodes(config.nodes.label_selector)).items
     services: dict[str, Service] = {}
     for up in config.upstreams:
-        if up.namespace and up.service and up.service_ref not in services:
-            services.update(kube.list_service(up.namespace, up.service).items)
+        if up.service is not None and up.service_ref not in services:
+            services.update(client.list(kube.service(up.namespace, up.service_name)).items)
     return Snapshot(nodes=nodes, services=services)
 
 
 def read_cluster(config: Config) -> Snapshot:
     """One-shot read for `once`, `render` and `status`: a few quick retries, then fail."""
-    kube = Kube.from_config(config.kubernetes)
+    client = kube.Client.from_config(config.kubernetes)
     try:
-        return retrying(attempts=3, max_wait=2.0)(fetch_snapshot, kube, config)
+        return kube.retrying(attempts=3)(fetch_snapshot, client, config)
     finally:
-        kube.close()
+        client.close()
+
+
+def load_template(config: Config) -> jinja2.Template:
+    """The configured template, compiled (the built-in one when none is set)."""
+    path = config.nginx.template
+    if path is None:
+        return render.compile_template()
+    return render.compile_template(files.read_template(path), str(path))
 
 
 def compute(snapshot: Snapshot, config: Config, template: jinja2.Template) -> tuple[Plan, str]:
     """The pure part of a pass: the plan and the file's text."""
     decided = plan(snapshot, config)
-    warn_untrusted(decided)
     return decided, render.render(decided, template, config.nginx.server_options)
 
 
-def warn_untrusted(decided: Plan) -> None:
+def log_untrusted(decided: Plan) -> None:
     """Cluster data that failed validation is skipped, and named, never silently dropped."""
     log = logs.get("lbsync")
-    for v in decided.verdicts:
-        if v.reason in (Reason.BAD_ADDRESS, Reason.BAD_NAME):
-            log.warning("node skipped", node=v.name[:253], reason=v.reason.value, detail=v.detail)
+    skipped = [v for v in decided.verdicts if v.reason in (Reason.BAD_ADDRESS, Reason.BAD_NAME)]
+    for v in skipped[:MAX_SKIP_LOGS]:
+        log.warning("node skipped", node=v.name[:253], reason=v.reason.value, detail=v.detail)
+    if len(skipped) > MAX_SKIP_LOGS:
+        log.warning("nodes skipped", more=len(skipped) - MAX_SKIP_LOGS)
 
 
-def sync_pass(snapshot: Snapshot, config: Config, template: jinja2.Template) -> PassResult:
-    """Compute and apply. The caller holds the output file's lock."""
+def sync_pass(snapshot: Snapshot, config: Config, template: jinja2.Template, *,
+              force: bool = False) -> PassResult:
+    """Compute and apply. The caller holds the output's lock. `force`: test and reload even
+    when the record says NGINX already runs these bytes (the daemon's first pass)."""
     decided, text = compute(snapshot, config, template)
-    applied = apply(text, config.nginx)
-    return PassResult(decided, applied.outcome, changes(decided, applied))
+    log_untrusted(decided)
+    applied = apply({config.nginx.output: text.encode("utf-8")}, config.nginx,
+                    servers(decided), force=force)
+    return PassResult(decided, applied.outcome, changes(applied.previous, decided))
 
 
-def changes(decided: Plan, applied: Applied) -> tuple[UpstreamChange, ...]:
-    before = render.servers_in(applied.previous or "")
+def servers(decided: Plan) -> dict[str, list[str]]:
+    """What a plan puts in each upstream, as the record keeps it."""
+    return {u.name: [s.hostport for s in u.servers] for u in decided.upstreams}
+
+
+def changes(previous: Mapping[str, Collection[str]] | None, decided: Plan
+            ) -> tuple[UpstreamChange, ...]:
+    """Per upstream, the servers added and removed since the plan NGINX last loaded."""
+    before = previous or {}
     result = []
     for up in decided.upstreams:
         now = {s.hostport for s in up.servers}
-        old = before.get(up.name, set())
+        old = set(before.get(up.name, ()))
         result.append(
             UpstreamChange(up.name, len(now), tuple(sorted(now - old)), tuple(sorted(old - now)))
         )

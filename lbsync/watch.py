@@ -2,8 +2,11 @@
 
 Each reflector lists (paginated), then watches from the list's resourceVersion with bookmarks
 and a server-side timeout. A watch that ends or breaks resumes from the last version seen; a
-410 Expired relists; errors back off exponentially with jitter (tenacity), capped at 30 s. A
-relist every `sync.resync` seconds is the safety net. Nothing here ever raises to the caller.
+410 Expired relists; errors back off exponentially with jitter (tenacity, `kube.wait_policy`),
+capped at 30 s. A relist every `sync.resync` seconds is the safety net. Nothing here ever
+raises to the caller, and no payload can kill the thread: any exception in a cycle is logged,
+counted, backed off and followed by a relist. `health` says when the source was last known
+current, so readiness can tell a silent or dead reflector from a quiet cluster.
 """
 
 from __future__ import annotations
@@ -17,17 +20,18 @@ from typing import Any
 
 import tenacity
 
-from lbsync import logs
+from lbsync import kube, logs
 from lbsync.cache import ClusterCache
-from lbsync.kube import ApiError, Event, Expired, Listed, backoff, is_retryable
+from lbsync.errors import ApiError, Expired
 from lbsync.metrics import Metrics
+from lbsync.model import Event, Listed
 
-MAX_BACKOFF = 30.0
+MAX_BACKOFF = kube.MAX_BACKOFF
 
 
 @dataclass
 class SourceHealth:
-    """Whether a source is in step with the API; `failing_since` is monotonic time."""
+    """Whether a source is in step with the API; times are monotonic."""
 
     failing_since: float | None = None
     last_error: str = ""
@@ -56,27 +60,47 @@ class Reflector:
         self.health = SourceHealth()
         self.log = logs.get("lbsync.watch").bind(source=source)
         self.thread = threading.Thread(target=self._run, name=f"reflector-{source}", daemon=True)
+        self._wait = kube.wait_policy(MAX_BACKOFF)
+        self._crashes = 0
 
     def start(self) -> None:
         self.thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive() or self.stop.is_set()
+
     def _run(self) -> None:
-        first = True
         while not self.stop.is_set():
             try:
-                listed = self._retry(self.lister)
+                self._cycle()
             except _Stopped:
                 return
-            except Expired:  # the list's continue token expired twice: list again
-                self._restarted("expired")
-                continue
-            self.cache.replace(self.source, listed.items, force=not first)
-            self._ok()
-            first = False
-            try:
-                self._watch_until_resync(listed.resource_version)
-            except _Stopped:
-                return
+            except Exception as exc:  # a bug or a payload nobody foresaw: never die of it
+                self._crashed(exc)
+
+    def _cycle(self) -> None:
+        """One list, then watches until a relist is due or needed."""
+        first = self.health.last_ok is None
+        try:
+            listed = self._retry(self.lister)
+        except Expired:  # the list's continue token expired twice: list again
+            self._restarted("expired")
+            return
+        self.cache.replace(self.source, listed.items, force=not first)
+        self._ok()
+        self._crashes = 0
+        self._watch_until_resync(listed.resource_version)
+
+    def _crashed(self, exc: Exception) -> None:
+        self._crashes += 1
+        self.health.failing_since = self.health.failing_since or time.monotonic()
+        self.health.last_error = f"internal error: {type(exc).__name__}: {exc}"[:300]
+        self.metrics.api_errors.labels(code="internal").inc()
+        self._restarted("error")
+        wait = min(MAX_BACKOFF, 0.5 * 2 ** min(self._crashes, 6))
+        self.log.exception("reflector cycle failed, relisting", retry_in=wait)
+        self._sleep(wait)
 
     def _watch_until_resync(self, resource_version: str) -> None:
         """Watch, resuming from the last version seen, until a relist is due or needed."""
@@ -96,6 +120,7 @@ class Reflector:
                 self.log.info("watch expired, relisting", error=str(exc))
                 self._restarted("expired")
                 return
+            self._ok()  # a watch the server ended cleanly: we were current until now
             self._restarted("timeout")
             if time.monotonic() - began < min(1.0, timeout / 2):
                 # Ended cleanly long before its timeout (a proxy cutting streams?): pause, so
@@ -119,7 +144,7 @@ class Reflector:
             retry=tenacity.retry_if_exception(
                 lambda e: isinstance(e, ApiError) and not isinstance(e, Expired)
             ),
-            wait=_backoff,
+            wait=self._wait,
             stop=lambda _state: self.stop.is_set(),
             sleep=self._sleep,
             before_sleep=self._failed,
@@ -147,7 +172,7 @@ class Reflector:
         self.metrics.api_errors.labels(code=exc.code).inc()
         self._restarted("error")
         wait = state.next_action.sleep if state.next_action else 0.0
-        level = self.log.warning if is_retryable(exc) else self.log.error
+        level = self.log.warning if kube.is_retryable(exc) else self.log.error
         level("api error, retrying", error=str(exc), attempt=state.attempt_number,
               retry_in=round(wait, 2))
 
@@ -164,18 +189,3 @@ class Reflector:
 
 class _Stopped(Exception):
     """The daemon is stopping: unwind the reflector quietly."""
-
-
-_exponential = backoff(MAX_BACKOFF)
-
-
-def _backoff(state: tenacity.RetryCallState) -> float:
-    """Exponential with jitter for passing troubles (connection, 429, 5xx); errors that a
-    retry cannot fix (401, 403, 404) wait the cap: someone has to fix RBAC or the config."""
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, ApiError) and not exc.retryable:
-        return MAX_BACKOFF
-    wait = float(_exponential(state))
-    if isinstance(exc, ApiError) and exc.retry_after:
-        wait = max(wait, min(exc.retry_after, MAX_BACKOFF))
-    return wait

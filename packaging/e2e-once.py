@@ -31,7 +31,7 @@ def main() -> int:
         run = subprocess.run(["/usr/bin/lbsync", "-c", str(config), "once"],
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
-        assert run.stdout == "k8s_cluster: 2 nodes (+2 -1), reloaded\n", run.stdout
+        assert run.stdout == "k8s_cluster: 2 nodes (+2 -0), reloaded\n", run.stdout
         nginx.wait_reloaded(workers)
         served = set()
         for _ in range(4):

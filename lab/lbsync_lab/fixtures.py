@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
+from lbsync import schema
 from lbsync.bootstrap import actions
-from lbsync.bootstrap.config import BootstrapConfig
+from lbsync.bootstrap.cluster import ApiCluster
+from lbsync.bootstrap.config import BootstrapConfig, GatewayApiSection
 from lbsync.bootstrap.helm import Helm
-from lbsync.bootstrap.kube import ApiCluster
 from lbsync_lab import data
 from lbsync_lab.controllers import FakeKong, StandInController
 from lbsync_lab.nginx import PrivateNginx
@@ -130,8 +131,9 @@ def kong(bootstrap_api: ApiServer) -> Iterator[FakeKong]:
 
 @pytest.fixture
 def bootstrap_cfg(shared_data: Path) -> BootstrapConfig:
-    return BootstrapConfig(gateway_api_crds_file=str(shared_data / data.GATEWAY_API_BUNDLE),
-                           wait_timeout=5.0)
+    return BootstrapConfig(
+        gateway_api=GatewayApiSection(crds_file=shared_data / data.GATEWAY_API_BUNDLE),
+        wait_timeout=5.0)
 
 
 @dataclass
@@ -144,7 +146,9 @@ class Env:
     controller: StandInController
 
     def with_cfg(self, **changes: Any) -> actions.Context:
-        self.cfg = replace(self.cfg, **changes)
+        """Change settings by path, `__` for the dot: with_cfg(kong__node_port=40000)."""
+        for path, value in changes.items():
+            self.cfg = schema.replaced(self.cfg, path.replace("__", "."), value)
         self.ctx = replace(self.ctx, cfg=self.cfg)
         return self.ctx
 

@@ -96,7 +96,8 @@ def config_doc(api: ApiServer, nginx: PrivateNginx | None, **sections: Any) -> d
     }
     if nginx is not None:
         doc["nginx"] = {"output": str(nginx.output), "test_command": list(nginx.test_command),
-                        "reload_command": list(nginx.reload_command)}
+                        "reload_command": list(nginx.reload_command),
+                        "state_dir": str(nginx.prefix / "lbsync-state")}
     return merge(doc, sections)
 
 

@@ -9,8 +9,6 @@ so it can be driven against the emulator or a fake.
 from __future__ import annotations
 
 import base64
-import os
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,14 +18,16 @@ from pathlib import Path
 
 import yaml
 
+from lbsync import files
 from lbsync.bootstrap import conditions, crds, helm, manifests
+from lbsync.bootstrap.cluster import Cluster
 from lbsync.bootstrap.conditions import Verdict
-from lbsync.bootstrap.config import BootstrapConfig, ConfigError
-from lbsync.bootstrap.helm import Helm, HelmError
-from lbsync.bootstrap.kube import Cluster, KubeError
+from lbsync.bootstrap.config import BootstrapConfig
+from lbsync.bootstrap.helm import Helm
 from lbsync.bootstrap.manifests import Obj, ref
 from lbsync.bootstrap.plan import needs_apply, resource_version
 from lbsync.bootstrap.report import Report, Result, Status
+from lbsync.errors import ApiError, ConfigError, HelmError
 
 CRD_API = "apiextensions.k8s.io/v1"
 GW_API = manifests.GATEWAY_API_VERSION
@@ -98,8 +98,8 @@ def _getter(ctx: Context, api_version: str, kind: str, name: str,
 def wait_deployments(ctx: Context, dry_run: bool) -> Iterator[Result]:
     if dry_run:
         return
-    ns = ctx.cfg.namespace
-    for name in ctx.cfg.deployments:
+    ns = ctx.cfg.kong.namespace
+    for name in ctx.cfg.kong.deployments:
         yield wait_for(ctx, f"Deployment/{ns}/{name} available",
                        _getter(ctx, "apps/v1", "Deployment", name, ns),
                        partial(conditions.deployment, name=name), ctx.cfg.wait_timeout)
@@ -109,26 +109,26 @@ def wait_gateway_api(ctx: Context, dry_run: bool) -> Iterator[Result]:
     if dry_run:
         return
     cfg, timeout = ctx.cfg, ctx.cfg.wait_timeout
-    yield wait_for(ctx, f"GatewayClass/{cfg.gateway_class} Accepted",
-                   _getter(ctx, GW_API, "GatewayClass", cfg.gateway_class),
-                   lambda o: conditions.gateway_class(o, cfg.gateway_class), timeout)
-    gw_ref = f"{cfg.namespace}/{cfg.gateway}"
+    yield wait_for(ctx, f"GatewayClass/{cfg.gateway.class_name} Accepted",
+                   _getter(ctx, GW_API, "GatewayClass", cfg.gateway.class_name),
+                   lambda o: conditions.gateway_class(o, cfg.gateway.class_name), timeout)
+    gw_ref = f"{cfg.kong.namespace}/{cfg.gateway.name}"
     yield wait_for(ctx, f"Gateway/{gw_ref} Accepted+Programmed",
-                   _getter(ctx, GW_API, "Gateway", cfg.gateway, cfg.namespace),
+                   _getter(ctx, GW_API, "Gateway", cfg.gateway.name, cfg.kong.namespace),
                    lambda o: conditions.gateway(o, gw_ref), timeout)
     for route in cfg.routes:
         r_ref = f"{route.namespace}/{route.object_name}"
         yield wait_for(ctx, f"HTTPRoute/{r_ref} Accepted+ResolvedRefs+Programmed",
                        _getter(ctx, GW_API, "HTTPRoute", route.object_name, route.namespace),
-                       partial(conditions.http_route, ref=r_ref, gateway_name=cfg.gateway,
-                               gateway_ns=cfg.namespace), timeout)
+                       partial(conditions.http_route, ref=r_ref, gateway_name=cfg.gateway.name,
+                               gateway_ns=cfg.kong.namespace), timeout)
 
 
 # ---- CRDs ------------------------------------------------------------------------------------
 
 def load_bundle(cfg: BootstrapConfig) -> list[Obj]:
-    source = cfg.crds_source
-    if cfg.gateway_api_crds_file:
+    source = cfg.gateway_api.crds_source
+    if cfg.gateway_api.crds_file:
         try:
             text = Path(source).read_text(encoding="utf-8")
         except OSError as exc:
@@ -187,10 +187,10 @@ def step_gateway_api_crds(ctx: Context, dry_run: bool) -> Iterator[Result]:
 def step_helm(ctx: Context, dry_run: bool) -> Iterator[Result]:
     cfg = ctx.cfg
     yield _helm_repo(ctx, dry_run)
-    release = ctx.helm.release(cfg.release, cfg.namespace)
-    live_values = ctx.helm.values(cfg.release, cfg.namespace) if release else None
+    release = ctx.helm.release(cfg.kong.release, cfg.kong.namespace)
+    live_values = ctx.helm.values(cfg.kong.release, cfg.kong.namespace) if release else None
     values = manifests.helm_values(cfg)
-    what = f"helm release {cfg.namespace}/{cfg.release} ({helm.chart_ref(cfg)})"
+    what = f"helm release {cfg.kong.namespace}/{cfg.kong.release} ({helm.chart_ref(cfg)})"
     if helm.release_up_to_date(cfg, release, live_values, values):
         yield Result(what, Status.UNCHANGED, "deployed with these values")
         return
@@ -201,29 +201,29 @@ def step_helm(ctx: Context, dry_run: bool) -> Iterator[Result]:
         # Helm installs a chart's CRDs on first install only; an upgrade must bring them itself.
         text = ctx.helm.show_crds(cfg)
         if text.strip():
-            for crd in crds.parse_bundle(text, f"helm show crds {cfg.chart}"):
+            for crd in crds.parse_bundle(text, f"helm show crds {cfg.kong.chart}"):
                 yield apply_object(ctx, crd, dry_run, force=True)
     yield _helm_upgrade(ctx, what, values, upgrading=release is not None)
 
 
 def _helm_repo(ctx: Context, dry_run: bool) -> Result:
     cfg = ctx.cfg
-    what = f"helm repo {cfg.repo_name}"
-    if helm.repo_present(ctx.helm.repos(), cfg.repo_name, cfg.repo_url):
-        return Result(what, Status.UNCHANGED, cfg.repo_url)
+    what = f"helm repo {cfg.kong.repo_name}"
+    if helm.repo_present(ctx.helm.repos(), cfg.kong.repo_name, cfg.kong.repo_url):
+        return Result(what, Status.UNCHANGED, cfg.kong.repo_url)
     if dry_run:
-        return Result(what, Status.WOULD_CHANGE, f"would add {cfg.repo_url}")
-    ctx.helm.run("repo", "add", cfg.repo_name, cfg.repo_url, "--force-update")
-    return Result(what, Status.DONE, f"added {cfg.repo_url}")
+        return Result(what, Status.WOULD_CHANGE, f"would add {cfg.kong.repo_url}")
+    ctx.helm.run("repo", "add", cfg.kong.repo_name, cfg.kong.repo_url, "--force-update")
+    return Result(what, Status.DONE, f"added {cfg.kong.repo_url}")
 
 
 def _helm_upgrade(ctx: Context, what: str, values: Obj, *, upgrading: bool) -> Result:
     # A repo added long ago has a stale index that may not list the pinned chart version.
-    ctx.helm.run("repo", "update", ctx.cfg.repo_name)
-    with tempfile.TemporaryDirectory(prefix="lbsync-bootstrap-") as tmp:
-        values_file = os.path.join(tmp, "values.yaml")
-        Path(values_file).write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
-        argv = helm.upgrade_argv(ctx.cfg, values_file, ctx.cfg.wait_timeout)
+    ctx.helm.run("repo", "update", ctx.cfg.kong.repo_name)
+    with files.private_dir("lbsync-bootstrap-") as tmp:
+        values_file = tmp / "values.yaml"
+        files.write_private(values_file, yaml.safe_dump(values, sort_keys=False))
+        argv = helm.upgrade_argv(ctx.cfg, str(values_file), ctx.cfg.wait_timeout)
         ctx.helm.run(*argv, timeout=ctx.cfg.wait_timeout + 60)
     return Result(what, Status.DONE, "upgraded" if upgrading else "installed")
 
@@ -257,7 +257,7 @@ def run_steps(ctx: Context, report: Report, steps: list[tuple[str, Step]], dry_r
                 _record(ctx, report, result)
                 if result.status.failed and not keep_going:
                     break  # later results of a step depend on earlier ones (waits, CRDs)
-        except (KubeError, HelmError, ConfigError) as exc:
+        except (ApiError, HelmError, ConfigError) as exc:
             _record(ctx, report, Result(label, Status.FAILED, str(exc), _hint(exc)))
         if report.failed and not keep_going:
             break
@@ -265,10 +265,10 @@ def run_steps(ctx: Context, report: Report, steps: list[tuple[str, Step]], dry_r
 
 
 def _hint(exc: Exception) -> str:
-    if isinstance(exc, KubeError) and exc.status == 409:
+    if isinstance(exc, ApiError) and exc.status == 409:
         return ("another field manager changed fields lbsync manages (kubectl edit?); rerun "
                 "apply with --force-conflicts to take them back")
-    if isinstance(exc, KubeError) and exc.status == 403:
+    if isinstance(exc, ApiError) and exc.status == 403:
         return "the admin kubeconfig lacks a permission; see `lbsync bootstrap check --pre`"
     return ""
 
@@ -288,13 +288,13 @@ def read_token(ctx: Context, timeout: float) -> tuple[str, bytes | None]:
     """Wait for the token controller to fill the Secret; return (token, CA PEM or None)."""
     cfg = ctx.cfg
     name = manifests.token_secret_name(cfg)
-    fetch = _getter(ctx, "v1", "Secret", name, cfg.access_namespace)
-    result = wait_for(ctx, f"Secret/{cfg.access_namespace}/{name}", fetch, _token_verdict,
+    fetch = _getter(ctx, "v1", "Secret", name, cfg.access.namespace)
+    result = wait_for(ctx, f"Secret/{cfg.access.namespace}/{name}", fetch, _token_verdict,
                       timeout)
     if result.status.failed:
-        raise KubeError(f"Secret/{cfg.access_namespace}/{name}", None,
-                        "the token controller has not filled in a token; "
-                        "is the ServiceAccount there and the controller-manager running?")
+        raise ApiError(f"Secret/{cfg.access.namespace}/{name}: the token controller has not "
+                       "filled in a token; is the ServiceAccount there and the "
+                       "controller-manager running?")
     data = (fetch() or {}).get("data") or {}
     token = base64.b64decode(data["token"]).decode("utf-8")
     ca = base64.b64decode(data["ca.crt"]) if data.get("ca.crt") else None
@@ -307,32 +307,17 @@ def _token_verdict(obj: Obj | None) -> Verdict:
     return Verdict(False, "no token yet")
 
 
-def write_private(path: str, text: str) -> None:
-    """Write a file only its owner can read, atomically (it holds a credential)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_kubeconfig(ctx: Context, server: str, admin_ca: bytes | None, insecure: bool,
                      path: str, config_path: str | None, kubeconfig_ref: str) -> list[Result]:
     token, ca = read_token(ctx, min(ctx.cfg.wait_timeout, 60.0))
     doc = manifests.render_kubeconfig(server, ca or admin_ca, token, insecure=insecure)
-    write_private(path, yaml.safe_dump(doc, sort_keys=False))
+    files.write_private(Path(path), yaml.safe_dump(doc, sort_keys=False))
     results = [Result(f"kubeconfig {path}", Status.DONE,
-                      f"ServiceAccount {ctx.cfg.access_namespace}/{ctx.cfg.service_account} "
+                      f"ServiceAccount {ctx.cfg.access.namespace}/{ctx.cfg.access.service_account} "
                       f"at {server}")]
     if config_path:
         conf = manifests.render_lbsync_config(ctx.cfg, kubeconfig_ref)
-        write_private(config_path, yaml.safe_dump(conf, sort_keys=False))
+        files.write_private(Path(config_path), yaml.safe_dump(conf, sort_keys=False))
         results.append(Result(f"lbsync config {config_path}", Status.DONE,
                               f"kubeconfig {kubeconfig_ref}"))
     return results
@@ -356,14 +341,14 @@ def step_delete_gateway_objects(ctx: Context, dry_run: bool) -> Iterator[Result]
 
 def step_helm_uninstall(ctx: Context, dry_run: bool) -> Iterator[Result]:
     cfg = ctx.cfg
-    what = f"helm release {cfg.namespace}/{cfg.release}"
-    if ctx.cluster.get("v1", "Namespace", cfg.namespace) is None:
-        yield Result(what, Status.ABSENT, f"namespace {cfg.namespace} does not exist")
+    what = f"helm release {cfg.kong.namespace}/{cfg.kong.release}"
+    if ctx.cluster.get("v1", "Namespace", cfg.kong.namespace) is None:
+        yield Result(what, Status.ABSENT, f"namespace {cfg.kong.namespace} does not exist")
         return
-    if ctx.helm.release(cfg.release, cfg.namespace) is None:
+    if ctx.helm.release(cfg.kong.release, cfg.kong.namespace) is None:
         yield Result(what, Status.ABSENT)
         return
-    ctx.helm.run("uninstall", cfg.release, "-n", cfg.namespace, "--wait",
+    ctx.helm.run("uninstall", cfg.kong.release, "-n", cfg.kong.namespace, "--wait",
                  timeout=cfg.wait_timeout + 60)
     yield Result(what, Status.DELETED)
 

@@ -14,10 +14,11 @@ from functools import partial
 from typing import Any
 
 from lbsync.bootstrap import crds
+from lbsync.bootstrap.cluster import Cluster
 from lbsync.bootstrap.config import BootstrapConfig
-from lbsync.bootstrap.helm import MIN_HELM, Helm, HelmError
-from lbsync.bootstrap.kube import Cluster, KubeError
+from lbsync.bootstrap.helm import MIN_HELM, Helm
 from lbsync.bootstrap.report import Report, Result, Status
+from lbsync.errors import ApiError, HelmError
 
 Obj = dict[str, Any]
 
@@ -156,7 +157,7 @@ def _permission(cluster: Cluster, verb: str, group: str, resource: str) -> list[
 def _guard(name: str, fn: Callable[[], list[Result]]) -> list[Result]:
     try:
         return fn()
-    except KubeError as exc:
+    except ApiError as exc:
         return [Result(name, Status.FAIL, str(exc))]
 
 
@@ -164,7 +165,7 @@ def run_pre(cfg: BootstrapConfig, cluster: Cluster, helm: Helm) -> Report:
     report = Report("check")
     try:
         report.add(server_version(cluster.version()))
-    except KubeError as exc:
+    except ApiError as exc:
         report.add(Result("cluster reachable", Status.FAIL, str(exc),
                           "check --kubeconfig/--context and that the API server is up"))
         return report  # every other check needs the API
@@ -175,11 +176,11 @@ def run_pre(cfg: BootstrapConfig, cluster: Cluster, helm: Helm) -> Report:
     for verb, group, resource in REQUIRED_PERMISSIONS:
         report.results += _guard(f"permission {verb} {resource}",
                                  partial(_permission, cluster, verb, group, resource))
-    own = (cfg.namespace, cfg.proxy_service)
+    own = (cfg.kong.namespace, cfg.kong.proxy_service)
     report.results += _guard("node port", lambda: node_port(
-        cfg.node_port, cfg.node_port_range, cluster.list("v1", "Service"), own))
+        cfg.kong.node_port, cfg.node_port_range, cluster.list("v1", "Service"), own))
     report.results += _guard("Gateway API CRDs", lambda: [existing_bundle(
         cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
-        cfg.gateway_api_version)])
+        cfg.gateway_api.version)])
     report.results += _guard("route backends", partial(_backends, cfg, cluster))
     return report

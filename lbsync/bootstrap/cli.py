@@ -1,9 +1,9 @@
 """The `lbsync bootstrap` command line: render, check, apply, verify, doctor, uninstall.
 
-Owns argument parsing, building the config from file + flags, constructing the cluster and helm
-edges, output selection (people or `-o json`), and the exit-code contract:
-0 ok (changed or unchanged), 1 failed, 2 usage/config error, 3 checks passed with warnings.
-Failures print one line naming the object; tracebacks only with `--debug`.
+Owns argument parsing, building the config from file + flags (flags are written into the
+document, then one validator checks both), constructing the cluster and helm edges, and
+output selection (people or `-o json`). Errors and exit codes are `lbsync.errors`', handled
+once by `lbsync.cli` for every command.
 """
 
 from __future__ import annotations
@@ -12,43 +12,24 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
 from lbsync.bootstrap import actions, checks, doctor, manifests, verify
-from lbsync.bootstrap.config import (
-    BootstrapConfig,
-    ConfigError,
-    config_from_mapping,
-    parse_route,
-    validate,
-)
-from lbsync.bootstrap.helm import Helm, HelmError
-from lbsync.bootstrap.kube import ApiCluster, KubeError
-from lbsync.bootstrap.report import (
-    EXIT_FAILED,
-    EXIT_USAGE,
-    Report,
-    Result,
-    Status,
-    format_result,
-    write_human,
-    write_json,
-)
+from lbsync.bootstrap.cluster import ApiCluster
+from lbsync.bootstrap.config import BootstrapConfig
+from lbsync.bootstrap.config import load as load_bootstrap_config
+from lbsync.bootstrap.helm import Helm
+from lbsync.bootstrap.report import Report, Result, Status, format_result, write_human, write_json
+from lbsync.cliargs import EXIT_CODES
+from lbsync.config import read_yaml
+from lbsync.errors import ApiError, ConfigError
 
-Handler = Callable[[argparse.Namespace], int]
 DEFAULT_HOST_KUBECONFIG = "/etc/lbsync/kubeconfig"
-EPILOG = """\
-exit codes:
-  0  success (apply: changed or unchanged; the last line and -o json "changed" say which)
-  1  something failed (one line per failure names the object, with a fix when known)
-  2  usage or configuration error
-  3  checks passed with warnings (check, doctor)
-
+EPILOG = EXIT_CODES + """
+apply's last line (and -o json "changed") says whether it changed anything.
 walk-through: docs/bootstrap.md
 """
 
@@ -68,12 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--with-crds", action="store_true",
                    help="include the Gateway API CRD bundle (downloads it unless "
                         "--gateway-api-crds is given)")
-    p.set_defaults(func=_guarded(cmd_render))
+    p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("check", parents=[common], help="pre-flight checks (read-only)")
     p.add_argument("--pre", action="store_true", default=True,
                    help="checks before installing (the default and only mode)")
-    p.set_defaults(func=_guarded(cmd_check))
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("apply", parents=[common], help="install or update everything, then wait")
     p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
@@ -89,20 +70,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--server", metavar="URL",
                    help="API server URL as the gateway host reaches it (default: the admin "
                         "kubeconfig's)")
-    p.set_defaults(func=_guarded(cmd_apply))
+    p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("verify", parents=[common], help="send test requests through the node port")
     p.add_argument("--address", help="node address to probe (default: first Ready node's IP)")
     p.add_argument("--port", type=int, help="port to probe (default: the node port)")
     p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout, seconds")
-    p.set_defaults(func=_guarded(cmd_verify))
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("doctor", parents=[common], help="diagnose an install, with fixes")
-    p.set_defaults(func=_guarded(cmd_doctor))
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("uninstall", parents=[common], help="remove everything, in reverse order")
     p.add_argument("--purge", action="store_true", help="also delete the Gateway API CRDs")
-    p.set_defaults(func=_guarded(cmd_uninstall))
+    p.set_defaults(func=cmd_uninstall)
 
 
 def _common_parser() -> argparse.ArgumentParser:
@@ -135,69 +116,45 @@ def _common_parser() -> argparse.ArgumentParser:
 
 # ---- config ----------------------------------------------------------------------------------
 
+# Flag -> its key in the file. Flags are written into the document before validation, so a
+# flag and a file key obey exactly the same rules.
+FLAG_KEYS = {
+    "gateway_api_version": ("gateway_api", "version"),
+    "gateway_api_crds": ("gateway_api", "crds_file"),
+    "chart_version": ("kong", "chart_version"),
+    "namespace": ("kong", "namespace"),
+    "node_port": ("kong", "node_port"),
+    "hostname": ("gateway", "hostname"),
+    "route": ("routes",),
+    "wait_timeout": ("wait_timeout",),
+    "node_port_range": ("node_port_range",),
+}
+
+
 def load_config(args: argparse.Namespace) -> BootstrapConfig:
-    data: Any = None
+    data: Any = {}
+    base = Path.cwd()
     if args.bootstrap_config:
-        try:
-            data = yaml.safe_load(Path(args.bootstrap_config).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"config {args.bootstrap_config}: {exc.strerror}") from None
-        except yaml.YAMLError:
-            raise ConfigError(f"config {args.bootstrap_config}: not valid YAML") from None
-    cfg = config_from_mapping(data)
-    return validate(replace(cfg, **_overrides(args)))
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    simple = {"gateway_api_version": "gateway_api_version",
-              "gateway_api_crds": "gateway_api_crds_file", "chart_version": "chart_version",
-              "namespace": "namespace", "node_port": "node_port", "hostname": "hostname",
-              "wait_timeout": "wait_timeout"}
-    for arg, name in simple.items():
-        if getattr(args, arg, None) is not None:
-            out[name] = getattr(args, arg)
-    if args.node_port_range:
-        out["node_port_range"] = config_from_mapping(
-            {"node_port_range": args.node_port_range}).node_port_range
-    if args.route:
-        out["routes"] = tuple(parse_route(r) for r in args.route)
-    return out
+        path = Path(args.bootstrap_config)
+        data = read_yaml(path, "bootstrap config") or {}
+        base = path.parent
+        if not isinstance(data, dict):
+            raise ConfigError(f"bootstrap config {path}: must be a mapping at the top level")
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        node = data
+        for part in key[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{part}: must be a mapping")
+        # A path given on the command line is relative to where the command runs.
+        node[key[-1]] = os.path.abspath(value) if flag == "gateway_api_crds" else value
+    return load_bootstrap_config(data, base)
 
 
 # ---- plumbing --------------------------------------------------------------------------------
-
-def _guarded(handler: Handler) -> Handler:
-    """One clear line per failure and the exit-code contract; tracebacks only with --debug."""
-    def run(args: argparse.Namespace) -> int:
-        debug = bool(getattr(args, "debug", False))
-        try:
-            return handler(args)
-        except BrokenPipeError:
-            # Output piped into `head` and closed: not a failure worth a message.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_FAILED
-        except ConfigError as exc:
-            if debug:
-                raise
-            _error(f"error: {exc}")
-            return EXIT_USAGE
-        except (KubeError, HelmError) as exc:
-            if debug:
-                raise
-            _error(f"failed: {exc}")
-            return EXIT_FAILED
-        except Exception as exc:
-            if debug:
-                raise
-            _error(f"failed: unexpected {exc.__class__.__name__}: {exc} (rerun with --debug)")
-            return EXIT_FAILED
-    return run
-
-
-def _error(line: str) -> None:
-    sys.stderr.write(f"lbsync bootstrap: {line}\n")
-
 
 def _cluster(args: argparse.Namespace) -> ApiCluster:
     return ApiCluster(args.kubeconfig, args.context)
@@ -240,16 +197,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     bundle = actions.load_bundle(cfg) if args.with_crds else []
     values = manifests.helm_values(cfg)
     if args.output == "json":
-        json.dump({"crds_source": cfg.crds_source, "crds": bundle, "helm": _helm_json(cfg, values),
-                   "objects": objects}, sys.stdout, indent=2)
+        json.dump({"crds_source": cfg.gateway_api.crds_source, "crds": bundle,
+                   "helm": _helm_json(cfg, values), "objects": objects}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     out = sys.stdout
-    out.write(f"# Gateway API CRDs {cfg.gateway_api_version}: {cfg.crds_source}\n")
+    out.write(f"# Gateway API CRDs {cfg.gateway_api.version}: {cfg.gateway_api.crds_source}\n")
     if bundle:
         out.write(manifests.dump_all(bundle) + "---\n")
-    out.write(f"# Helm: helm upgrade --install {cfg.release} {cfg.chart} -n {cfg.namespace} "
-              f"--version {cfg.chart_version} -f values.yaml --wait\n# values.yaml:\n")
+    kong = cfg.kong
+    out.write(f"# Helm: helm upgrade --install {kong.release} {kong.chart} -n {kong.namespace} "
+              f"--version {kong.chart_version} -f values.yaml --wait\n# values.yaml:\n")
     out.write("".join(f"#   {line}\n" for line in
                       yaml.safe_dump(values, sort_keys=False).splitlines()))
     out.write(manifests.dump_all(objects))
@@ -257,8 +215,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _helm_json(cfg: BootstrapConfig, values: dict[str, Any]) -> dict[str, Any]:
-    return {"release": cfg.release, "namespace": cfg.namespace, "chart": cfg.chart,
-            "version": cfg.chart_version, "repo": {"name": cfg.repo_name, "url": cfg.repo_url},
+    kong = cfg.kong
+    return {"release": kong.release, "namespace": kong.namespace, "chart": kong.chart,
+            "version": kong.chart_version, "repo": {"name": kong.repo_name, "url": kong.repo_url},
             "values": values}
 
 
@@ -292,7 +251,7 @@ def _write_kubeconfig(args: argparse.Namespace, ctx: actions.Context,
         return actions.write_kubeconfig(ctx, args.server or ep.server, ep.ca_pem, ep.insecure,
                                         args.write_kubeconfig, args.write_config,
                                         args.host_kubeconfig_path)
-    except (KubeError, OSError) as exc:
+    except ApiError as exc:
         return [Result(f"kubeconfig {args.write_kubeconfig}", Status.FAILED, str(exc))]
 
 
@@ -311,16 +270,3 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     ctx = _context(args, cfg, _cluster(args), sys.stdout)
     return _finish(args, actions.uninstall(ctx, purge=args.purge), streamed=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m lbsync.bootstrap.cli`), for tests and before CLI wiring."""
-    parser = argparse.ArgumentParser(prog="lbsync")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    func: Handler = args.func
-    return func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

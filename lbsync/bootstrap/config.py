@@ -1,14 +1,21 @@
 """Bootstrap configuration: one file (or flags) names and pins everything the installer touches.
 
-Owns the `BootstrapConfig` model, its defaults (the tutorial's values), parsing of the YAML file
-and of `--route` specs, and validation. Pure: reading the file is the caller's job.
+Declared with the same schema machinery as the daemon's file (`lbsync.schema`): each key's
+type, default, range and help are stated once, and one validator checks the file and the
+flags alike (flags are written into the document before it is validated). Pure: reading the
+file is the caller's job. Every error names the key, exit 2.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lbsync import schema
+from lbsync.errors import ConfigError
+from lbsync.schema import Rule, section, setting
 
 DEFAULT_GATEWAY_API_VERSION = "v1.0.0"
 GATEWAY_API_URL = (
@@ -16,18 +23,13 @@ GATEWAY_API_URL = (
 )
 # Pinned: chart versions float otherwise, and each chart bump can change KIC's major version.
 DEFAULT_CHART_VERSION = "0.10.2"
-DEFAULT_NODE_PORT_RANGE = (30000, 32767)
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+HOSTNAME = r"(\*\.)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"
 _ROUTE_SPEC = re.compile(
-    r"^\s*(?P<host>[^/\s]+)(?P<path>/\S*)\s*(?:->|=)\s*"
-    r"(?:(?P<ns>[a-z0-9-]+)/)?(?P<svc>[a-z0-9-]+):(?P<port>\d+)\s*$"
+    r"\s*(?P<host>[^/\s]+)(?P<path>/\S*)\s*(?:->|=)\s*"
+    r"(?:(?P<ns>[a-z0-9-]+)/)?(?P<svc>[a-z0-9-]+):(?P<port>\d+)\s*"
 )
-
-
-class ConfigError(ValueError):
-    """A configuration or usage problem: the CLI maps it to exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -52,38 +54,80 @@ class Route:
         return slug[:63].rstrip("-") or "route"
 
 
-@dataclass(frozen=True)
-class BootstrapConfig:
-    """Everything `lbsync bootstrap` installs, pinned. Defaults follow the tutorial."""
+def parse_route(spec: str, key: str = "route") -> Route:
+    """Parse `host/path -> [namespace/]service:port` (or `=` instead of `->`)."""
+    m = _ROUTE_SPEC.fullmatch(spec)
+    if not m or not 1 <= int(m["port"]) <= 65535:
+        raise ConfigError(
+            f"{key}: {spec!r}: expected 'host/path -> namespace/service:port', "
+            "e.g. 'worlds.com/world1 -> default/hello-world-1-svc:80'"
+        )
+    return Route(host=m["host"].lower(), path=m["path"], service=m["svc"],
+                 port=int(m["port"]), namespace=m["ns"] or "default")
 
-    gateway_api_version: str = DEFAULT_GATEWAY_API_VERSION
-    gateway_api_crds_file: str | None = None
-    gateway_api_url: str = GATEWAY_API_URL
-    namespace: str = "kong"
-    release: str = "kong"
-    chart: str = "kong/ingress"
-    chart_version: str = DEFAULT_CHART_VERSION
-    repo_name: str = "kong"
-    repo_url: str = "https://charts.konghq.com"
-    proxy_port: int = 80
-    node_port: int = 32001
-    node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE
-    gateway_class: str = "kong-class"
-    gateway: str = "kong-gateway"
-    hostname: str | None = None
-    routes: tuple[Route, ...] = field(
-        default_factory=lambda: (Route("worlds.com", "/world1", "hello-world-1-svc", 80),)
-    )
-    access_namespace: str = "kong"
-    service_account: str = "lbsync"
-    wait_timeout: float = 300.0
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A route written as a mapping in the file."""
+
+    host: str = setting(help="Host the route matches.", pattern=HOSTNAME, kind="hostname")
+    backend: str = setting(help="[namespace/]service:port the route sends requests to.",
+                           kind="[namespace/]service:port")
+    path: str = setting("/", help="Path prefix the route matches.")
+    strip_path: bool = setting(True, help="Remove the matched prefix before proxying.")
+    name: str = setting("", help="The HTTPRoute's name (default: from host and path).")
+
+
+def _routes(value: Any, key: str) -> tuple[Route, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: must be a list, got {schema.type_name(value)}")
+    routes = []
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        if isinstance(item, str):
+            routes.append(parse_route(item, where))
+            continue
+        spec = schema.load(RouteSpec, item, prefix=where + ".")
+        route = parse_route(f"{spec.host}{spec.path} -> {spec.backend}", where)
+        routes.append(Route(route.host, route.path, route.service, route.port,
+                            route.namespace, spec.strip_path, spec.name))
+    return tuple(routes)
+
+
+@dataclass(frozen=True)
+class GatewayApiSection:
+    version: str = setting(DEFAULT_GATEWAY_API_VERSION, pattern=r"v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?",
+                           kind="vMAJOR.MINOR.PATCH",
+                           help="The Gateway API CRD bundle (standard channel) to install.")
+    crds_file: Path | None = setting(None, help="A local standard-install.yaml, for hosts "
+                                     "without internet access; unset: download `url`.")
+    url: str = setting(GATEWAY_API_URL, help="Where the bundle is downloaded from; {version} "
+                       "is replaced.")
 
     @property
     def crds_source(self) -> str:
-        """Where the Gateway API bundle comes from: a local file, else the pinned release URL."""
-        if self.gateway_api_crds_file:
-            return self.gateway_api_crds_file
-        return self.gateway_api_url.format(version=self.gateway_api_version)
+        """Where the bundle comes from: a local file, else the pinned release URL."""
+        if self.crds_file is not None:
+            return str(self.crds_file)
+        return self.url.format(version=self.version)
+
+
+@dataclass(frozen=True)
+class KongSection:
+    namespace: str = setting("kong", pattern=DNS_LABEL, kind="Kubernetes name",
+                             help="Kong's namespace (the helm release's).")
+    release: str = setting("kong", pattern=DNS_LABEL, kind="Kubernetes name",
+                           help="The helm release name.")
+    chart: str = setting("kong/ingress", help="The chart, as REPO/NAME.")
+    chart_version: str = setting(DEFAULT_CHART_VERSION, help="The pinned chart version.",
+                                 pattern=r"[0-9A-Za-z.+-]{1,64}", kind="version")
+    repo_name: str = setting("kong", pattern=DNS_LABEL, kind="name",
+                             help="The helm repository's local name.")
+    repo_url: str = setting("https://charts.konghq.com", help="The helm repository.")
+    proxy_port: int = setting(80, low=1, high=65535, help="The proxy Service's HTTP port "
+                              "(the Gateway listener's port).")
+    node_port: int = setting(32001, low=1, high=65535, help="The proxy's node port, which "
+                             "NGINX on the gateway balances across.")
 
     @property
     def proxy_service(self) -> str:
@@ -100,136 +144,52 @@ class BootstrapConfig:
         return f"{self.release}-gateway-admin"
 
 
-def parse_route(spec: str) -> Route:
-    """Parse `host/path -> [namespace/]service:port` (or `=` instead of `->`)."""
-    m = _ROUTE_SPEC.match(spec)
-    if not m:
-        raise ConfigError(
-            f"route {spec!r}: expected 'host/path -> namespace/service:port', "
-            "e.g. 'worlds.com/world1 -> default/hello-world-1-svc:80'"
-        )
-    return Route(
-        host=m["host"].lower(),
-        path=m["path"],
-        service=m["svc"],
-        port=int(m["port"]),
-        namespace=m["ns"] or "default",
+@dataclass(frozen=True)
+class GatewaySection:
+    class_name: str = setting("kong-class", pattern=DNS_LABEL, kind="Kubernetes name",
+                              help="The GatewayClass.")
+    name: str = setting("kong-gateway", pattern=DNS_LABEL, kind="Kubernetes name",
+                        help="The Gateway, in Kong's namespace.")
+    hostname: str | None = setting(None, pattern=HOSTNAME, kind="hostname",
+                                   help="The listener's hostname; unset: any.")
+
+
+@dataclass(frozen=True)
+class AccessSection:
+    namespace: str = setting("kong", pattern=DNS_LABEL, kind="Kubernetes name",
+                             help="Namespace of lbsync's ServiceAccount.")
+    service_account: str = setting("lbsync", pattern=DNS_LABEL, kind="Kubernetes name",
+                                   help="lbsync's read-only ServiceAccount.")
+
+
+DEFAULT_ROUTES = (Route("worlds.com", "/world1", "hello-world-1-svc", 80),)
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """Everything `lbsync bootstrap` installs, pinned. Defaults follow the tutorial."""
+
+    gateway_api: GatewayApiSection = section(GatewayApiSection, help="Gateway API CRDs.")
+    kong: KongSection = section(KongSection, help="Kong, installed with helm.")
+    gateway: GatewaySection = section(GatewaySection, help="The GatewayClass and Gateway.")
+    access: AccessSection = section(AccessSection, help="lbsync's read-only account.")
+    routes: tuple[Route, ...] = setting(
+        DEFAULT_ROUTES, parse=_routes, kind="list of routes",
+        help="HTTPRoutes: each 'host/path -> [namespace/]service:port', or a mapping with "
+        "host, path, backend, strip_path (default true) and name.",
+        example=["worlds.com/world1 -> default/hello-world-1-svc:80"])
+    wait_timeout: float = setting(300.0, low=0.1, high=86_400,
+                                  help="Seconds each wait (Deployments, statuses) may take.")
+    node_port_range: tuple[int, int] = setting(
+        (30000, 32767), parse=schema.port_range, kind="LOW-HIGH", example="30000-32767",
+        help="The cluster's NodePort range (kube-apiserver --service-node-port-range).")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("routes", "two routes have the same name; give each a 'name'",
+             lambda c: len({r.object_name for r in c.routes}) == len(c.routes)),
     )
 
 
-def _route_from_mapping(raw: Any, index: int) -> Route:
-    if isinstance(raw, str):
-        return parse_route(raw)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"routes[{index}]: expected a mapping or 'host/path -> svc:port'")
-    unknown = set(raw) - {"host", "path", "backend", "strip_path", "name"}
-    if unknown:
-        raise ConfigError(f"routes[{index}]: unknown keys {sorted(unknown)}")
-    try:
-        route = parse_route(f"{raw['host']}{raw.get('path', '/')} -> {raw['backend']}")
-    except KeyError as exc:
-        raise ConfigError(f"routes[{index}]: missing key {exc.args[0]!r}") from None
-    return replace(
-        route, strip_path=bool(raw.get("strip_path", True)), name=str(raw.get("name", ""))
-    )
-
-
-def _port_range(raw: Any) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(raw))
-    if not m or int(m[1]) > int(m[2]):
-        raise ConfigError(f"node_port_range {raw!r}: expected 'LOW-HIGH', e.g. 30000-32767")
-    return int(m[1]), int(m[2])
-
-
-# Config file layout -> dataclass field names. Flat fields keep the dataclass simple while the
-# file stays grouped the way people think about it.
-_SECTIONS: dict[str, dict[str, str]] = {
-    "gateway_api": {"version": "gateway_api_version", "crds_file": "gateway_api_crds_file",
-                    "url": "gateway_api_url"},
-    "kong": {"namespace": "namespace", "release": "release", "chart": "chart",
-             "chart_version": "chart_version", "repo_name": "repo_name", "repo_url": "repo_url",
-             "proxy_port": "proxy_port", "node_port": "node_port"},
-    "gateway": {"class_name": "gateway_class", "name": "gateway", "hostname": "hostname"},
-    "access": {"namespace": "access_namespace", "service_account": "service_account"},
-}
-_TOP_LEVEL = {"routes", "wait_timeout", "node_port_range"}
-_INT_FIELDS = {"proxy_port", "node_port"}
-
-
-def config_from_mapping(data: Any) -> BootstrapConfig:
-    """Build a config from the parsed YAML file; unknown keys are errors (typos must not pass)."""
-    if data is None:
-        return validate(BootstrapConfig())
-    if not isinstance(data, dict):
-        raise ConfigError("bootstrap config: expected a mapping at the top level")
-    unknown = set(data) - set(_SECTIONS) - _TOP_LEVEL
-    if unknown:
-        raise ConfigError(f"bootstrap config: unknown keys {sorted(unknown)}")
-    values: dict[str, Any] = {}
-    for section, keys in _SECTIONS.items():
-        values.update(_section_values(section, keys, data.get(section)))
-    if "routes" in data:
-        values["routes"] = tuple(
-            _route_from_mapping(r, i) for i, r in enumerate(data["routes"] or [])
-        )
-    if "wait_timeout" in data:
-        values["wait_timeout"] = _number("wait_timeout", data["wait_timeout"])
-    if "node_port_range" in data:
-        values["node_port_range"] = _port_range(data["node_port_range"])
-    return validate(BootstrapConfig(**values))
-
-
-def _section_values(section: str, keys: dict[str, str], raw: Any) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"bootstrap config: {section}: expected a mapping")
-    unknown = set(raw) - set(keys)
-    if unknown:
-        raise ConfigError(f"bootstrap config: {section}: unknown keys {sorted(unknown)}")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = keys[key]
-        if name in _INT_FIELDS:
-            out[name] = int(_number(f"{section}.{key}", value))
-        elif isinstance(value, float):
-            # `chart_version: 1.10` is the float 1.1 to YAML: refuse rather than guess.
-            raise ConfigError(f"bootstrap config: {section}.{key}: YAML read {value!r} as a "
-                              "number; quote it")
-        else:
-            out[name] = None if value is None else str(value)
-    return out
-
-
-def _number(name: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"bootstrap config: {name}: expected a number, got {value!r}") from None
-
-
-def validate(cfg: BootstrapConfig) -> BootstrapConfig:
-    """Reject what the cluster would reject later, with a message naming the setting."""
-    for label, value in (("kong.namespace", cfg.namespace), ("kong.release", cfg.release),
-                         ("gateway.class_name", cfg.gateway_class), ("gateway.name", cfg.gateway),
-                         ("access.namespace", cfg.access_namespace),
-                         ("access.service_account", cfg.service_account)):
-        if not _DNS_LABEL.match(value):
-            raise ConfigError(f"{label} {value!r}: not a valid Kubernetes name")
-    if cfg.hostname is not None and not _HOSTNAME.match(cfg.hostname):
-        raise ConfigError(f"gateway.hostname {cfg.hostname!r}: not a valid hostname")
-    if not 1 <= cfg.proxy_port <= 65535:
-        raise ConfigError(f"kong.proxy_port {cfg.proxy_port}: out of 1-65535")
-    if not 1 <= cfg.node_port <= 65535:
-        raise ConfigError(f"kong.node_port {cfg.node_port}: out of 1-65535")
-    if not re.fullmatch(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?", cfg.gateway_api_version):
-        raise ConfigError(
-            f"gateway_api.version {cfg.gateway_api_version!r}: expected vMAJOR.MINOR.PATCH"
-        )
-    if cfg.wait_timeout <= 0:
-        raise ConfigError("wait_timeout: must be positive")
-    names = [r.object_name for r in cfg.routes]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"routes: duplicate route names {dupes}; give each a 'name'")
-    return cfg
+def load(raw: Any, base: Path | None = None) -> BootstrapConfig:
+    """Validate a parsed bootstrap file (None: all defaults)."""
+    return schema.load(BootstrapConfig, raw, base=base)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from lbsync.bootstrap.config import ConfigError
+from lbsync.errors import ConfigError
 
 Obj = dict[str, Any]
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lbsync.bootstrap import checks, conditions, crds, manifests
+from lbsync.bootstrap.cluster import Cluster
 from lbsync.bootstrap.config import BootstrapConfig
-from lbsync.bootstrap.kube import Cluster
 from lbsync.bootstrap.report import Report, Result, Status
 
 Obj = dict[str, Any]
@@ -60,13 +60,13 @@ def check_crds(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
             continue
         verdict = conditions.crd(live, name)
         have = crds.version_key(crds.bundle_version(live) or "")
-        want = crds.version_key(cfg.gateway_api_version)
+        want = crds.version_key(cfg.gateway_api.version)
         if not verdict.ok:
             results.append(_from_verdict(f"crd {plural}", verdict))
         elif have is not None and want is not None and have < want:
             results.append(Result(f"crd {plural}", Status.WARN,
                                   f"bundle {crds.bundle_version(live)} older than "
-                                  f"{cfg.gateway_api_version}", "run `lbsync bootstrap apply`"))
+                                  f"{cfg.gateway_api.version}", "run `lbsync bootstrap apply`"))
         else:
             results.append(Result(f"crd {plural}", Status.PASS, crds.bundle_version(live) or ""))
     return results
@@ -75,44 +75,44 @@ def check_crds(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
 def check_deployments(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
     return [_from_verdict(f"deployment {name}", conditions.deployment(snap.deployments.get(name),
                                                                        name))
-            for name in cfg.deployments]
+            for name in cfg.kong.deployments]
 
 
 def check_proxy_service(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
-    name = f"service {cfg.namespace}/{cfg.proxy_service}"
-    svc = _svc(snap, cfg.namespace, cfg.proxy_service)
+    name = f"service {cfg.kong.namespace}/{cfg.kong.proxy_service}"
+    svc = _svc(snap, cfg.kong.namespace, cfg.kong.proxy_service)
     if svc is None:
         return [Result(name, Status.FAIL, "not found", "run `lbsync bootstrap apply` (helm)")]
     spec = svc.get("spec") or {}
     if spec.get("type") not in ("NodePort", "LoadBalancer"):
         return [Result(name, Status.FAIL, f"type {spec.get('type')}, not NodePort",
                        "set gateway.proxy.type=NodePort (rerun apply)")]
-    port = next((p for p in spec.get("ports") or [] if p.get("port") == cfg.proxy_port), None)
+    port = next((p for p in spec.get("ports") or [] if p.get("port") == cfg.kong.proxy_port), None)
     if port is None:
-        return [Result(name, Status.FAIL, f"no port {cfg.proxy_port}",
+        return [Result(name, Status.FAIL, f"no port {cfg.kong.proxy_port}",
                        "the Gateway listener port must be a port of this Service")]
-    if port.get("nodePort") != cfg.node_port:
-        other = checks.port_owner(cfg.node_port, snap.services,
-                                  (cfg.namespace, cfg.proxy_service))
-        why = f"; {cfg.node_port} is already allocated by Service {other}" if other else ""
+    if port.get("nodePort") != cfg.kong.node_port:
+        other = checks.port_owner(cfg.kong.node_port, snap.services,
+                                  (cfg.kong.namespace, cfg.kong.proxy_service))
+        why = f"; {cfg.kong.node_port} is already allocated by Service {other}" if other else ""
         return [Result(name, Status.FAIL, f"node port {port.get('nodePort')}, expected "
-                       f"{cfg.node_port}{why}",
+                       f"{cfg.kong.node_port}{why}",
                        "free the port or change kong.node_port, then rerun apply")]
-    return [Result(name, Status.PASS, f"NodePort {cfg.proxy_port}->{cfg.node_port}")]
+    return [Result(name, Status.PASS, f"NodePort {cfg.kong.proxy_port}->{cfg.kong.node_port}")]
 
 
 def check_node_port(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
-    results = checks.node_port(cfg.node_port, cfg.node_port_range, snap.services,
-                               (cfg.namespace, cfg.proxy_service))
+    results = checks.node_port(cfg.kong.node_port, cfg.node_port_range, snap.services,
+                               (cfg.kong.namespace, cfg.kong.proxy_service))
     # The dynamic-band warning matters before the port is claimed; `check --pre` gives it.
     return [r for r in results if not r.name.endswith(" band")]
 
 
 def check_admin_endpoints(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
     """KIC finds Kong's admin API through these EndpointSlices; without them nothing works."""
-    name = f"admin endpoints {cfg.namespace}/{cfg.admin_service}"
+    name = f"admin endpoints {cfg.kong.namespace}/{cfg.kong.admin_service}"
     hint = ("the controller cannot reach Kong's admin API: check the kong-gateway pods run and "
-            f"Service {cfg.admin_service} has a port named admin-tls")
+            f"Service {cfg.kong.admin_service} has a port named admin-tls")
     ready = 0
     for es in snap.admin_slices:
         ports = {p.get("name") for p in es.get("ports") or []}
@@ -126,7 +126,7 @@ def check_admin_endpoints(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
 
 
 def check_gateway_class(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
-    name = f"gatewayclass {cfg.gateway_class}"
+    name = f"gatewayclass {cfg.gateway.class_name}"
     gc = snap.gateway_class
     if gc is None:
         return [Result(name, Status.FAIL, "not found", "run `lbsync bootstrap apply`")]
@@ -139,21 +139,21 @@ def check_gateway_class(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
     if not annotations.get(manifests.UNMANAGED_ANNOTATION):
         return [Result(name, Status.FAIL,
                        f"missing annotation {manifests.UNMANAGED_ANNOTATION}",
-                       f"kubectl annotate gatewayclass {cfg.gateway_class} "
+                       f"kubectl annotate gatewayclass {cfg.gateway.class_name} "
                        f"{manifests.UNMANAGED_ANNOTATION}=true (or rerun apply)")]
-    return [_from_verdict(name, conditions.gateway_class(gc, cfg.gateway_class))]
+    return [_from_verdict(name, conditions.gateway_class(gc, cfg.gateway.class_name))]
 
 
 def check_gateway(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
-    ref = f"{cfg.namespace}/{cfg.gateway}"
+    ref = f"{cfg.kong.namespace}/{cfg.gateway.name}"
     name = f"gateway {ref}"
     gw = snap.gateway
     if gw is None:
         return [Result(name, Status.FAIL, "not found", "run `lbsync bootstrap apply`")]
     for listener in (gw.get("spec") or {}).get("listeners") or []:
-        if listener.get("port") == cfg.node_port and cfg.node_port != cfg.proxy_port:
+        if listener.get("port") == cfg.kong.node_port and cfg.kong.node_port != cfg.kong.proxy_port:
             return [Result(name, Status.FAIL, f"listener {listener.get('name')} uses the node "
-                           f"port {cfg.node_port}", conditions.HINTS["PortUnavailable"])]
+                           f"port {cfg.kong.node_port}", conditions.HINTS["PortUnavailable"])]
     return [_from_verdict(name, conditions.gateway(gw, ref))]
 
 
@@ -168,13 +168,13 @@ def check_routes(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
                                   f"{route.service} not found",
                                   conditions.HINTS["BackendNotFound"]))
             continue
-        results.append(_from_verdict(name, conditions.http_route(live, ref, cfg.gateway,
-                                                                 cfg.namespace)))
+        results.append(_from_verdict(name, conditions.http_route(live, ref, cfg.gateway.name,
+                                                                 cfg.kong.namespace)))
     return results
 
 
 def check_access(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
-    name = f"lbsync token {cfg.access_namespace}/{manifests.token_secret_name(cfg)}"
+    name = f"lbsync token {cfg.access.namespace}/{manifests.token_secret_name(cfg)}"
     secret = snap.token_secret
     if secret is None:
         return [Result(name, Status.WARN, "not found",
@@ -202,16 +202,16 @@ def gather(cfg: BootstrapConfig, cluster: Cluster) -> Snapshot:
     for plural in GATEWAY_API_CRDS:
         name = f"{plural}.{manifests.GATEWAY_API_GROUP}"
         snap.crds[name] = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-    for dep in cfg.deployments:
-        snap.deployments[dep] = cluster.get("apps/v1", "Deployment", dep, cfg.namespace)
+    for dep in cfg.kong.deployments:
+        snap.deployments[dep] = cluster.get("apps/v1", "Deployment", dep, cfg.kong.namespace)
     snap.services = cluster.list("v1", "Service")
-    snap.admin_slices = cluster.list("discovery.k8s.io/v1", "EndpointSlice", cfg.namespace,
-                                     f"kubernetes.io/service-name={cfg.admin_service}")
-    snap.gateway_class = cluster.get(GW_API, "GatewayClass", cfg.gateway_class)
-    snap.gateway = cluster.get(GW_API, "Gateway", cfg.gateway, cfg.namespace)
+    snap.admin_slices = cluster.list("discovery.k8s.io/v1", "EndpointSlice", cfg.kong.namespace,
+                                     f"kubernetes.io/service-name={cfg.kong.admin_service}")
+    snap.gateway_class = cluster.get(GW_API, "GatewayClass", cfg.gateway.class_name)
+    snap.gateway = cluster.get(GW_API, "Gateway", cfg.gateway.name, cfg.kong.namespace)
     for route in cfg.routes:
         snap.routes[route.object_name] = cluster.get(GW_API, "HTTPRoute", route.object_name,
                                                      route.namespace)
     snap.token_secret = cluster.get("v1", "Secret", manifests.token_secret_name(cfg),
-                                    cfg.access_namespace)
+                                    cfg.access.namespace)
     return snap

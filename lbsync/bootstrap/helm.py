@@ -17,13 +17,10 @@ from typing import Any
 
 from lbsync.bootstrap.config import BootstrapConfig
 from lbsync.bootstrap.plan import is_subset
+from lbsync.errors import HelmError
 
 MIN_HELM = (3, 8, 0)
 HELM_TIMEOUT = "10m"
-
-
-class HelmError(Exception):
-    """helm is missing or a helm command failed; `str()` is one line."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +39,12 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
 
 def chart_ref(cfg: BootstrapConfig) -> str:
     """The chart as the release reports it: `<chart name>-<version>`."""
-    return f"{cfg.chart.rsplit('/', 1)[-1]}-{cfg.chart_version}"
+    return f"{cfg.kong.chart.rsplit('/', 1)[-1]}-{cfg.kong.chart_version}"
 
 
 def upgrade_argv(cfg: BootstrapConfig, values_file: str, timeout_s: float) -> list[str]:
-    return ["upgrade", "--install", cfg.release, cfg.chart, "-n", cfg.namespace,
-            "--version", cfg.chart_version, "-f", values_file, "--wait",
+    return ["upgrade", "--install", cfg.kong.release, cfg.kong.chart, "-n", cfg.kong.namespace,
+            "--version", cfg.kong.chart_version, "-f", values_file, "--wait",
             "--timeout", f"{int(timeout_s)}s"]
 
 
@@ -120,4 +117,4 @@ class Helm:
         return got if isinstance(got, dict) else None
 
     def show_crds(self, cfg: BootstrapConfig) -> str:
-        return self.run("show", "crds", cfg.chart, "--version", cfg.chart_version)
+        return self.run("show", "crds", cfg.kong.chart, "--version", cfg.kong.chart_version)

@@ -48,7 +48,7 @@ def namespace(name: str) -> Obj:
 
 def access_objects(cfg: BootstrapConfig) -> list[Obj]:
     """ServiceAccount, read-only ClusterRole and binding, and a long-lived token Secret."""
-    sa, ns = cfg.service_account, cfg.access_namespace
+    sa, ns = cfg.access.service_account, cfg.access.namespace
     token_meta = _meta(f"{sa}-token", ns)
     token_meta["annotations"] = {"kubernetes.io/service-account.name": sa}
     return [
@@ -68,18 +68,18 @@ def access_objects(cfg: BootstrapConfig) -> list[Obj]:
 
 
 def cluster_role_name(cfg: BootstrapConfig) -> str:
-    return f"{cfg.service_account}-reader"
+    return f"{cfg.access.service_account}-reader"
 
 
 def token_secret_name(cfg: BootstrapConfig) -> str:
-    return f"{cfg.service_account}-token"
+    return f"{cfg.access.service_account}-token"
 
 
 def gateway_class(cfg: BootstrapConfig) -> Obj:
     # KIC only programs Gateways of a class it is told it does not manage (the chart's Kong).
     return {
         "apiVersion": GATEWAY_API_VERSION, "kind": "GatewayClass",
-        "metadata": _meta(cfg.gateway_class, **{UNMANAGED_ANNOTATION: "true"}),
+        "metadata": _meta(cfg.gateway.class_name, **{UNMANAGED_ANNOTATION: "true"}),
         "spec": {"controllerName": KIC_CONTROLLER_NAME},
     }
 
@@ -89,15 +89,15 @@ def gateway(cfg: BootstrapConfig) -> Obj:
         "name": "http",
         "protocol": "HTTP",
         # The proxy Service's port, not the node port: KIC reports PortUnavailable otherwise.
-        "port": cfg.proxy_port,
+        "port": cfg.kong.proxy_port,
         "allowedRoutes": {"namespaces": {"from": "All"}},
     }
-    if cfg.hostname:
-        listener["hostname"] = cfg.hostname
+    if cfg.gateway.hostname:
+        listener["hostname"] = cfg.gateway.hostname
     return {
         "apiVersion": GATEWAY_API_VERSION, "kind": "Gateway",
-        "metadata": _meta(cfg.gateway, cfg.namespace),
-        "spec": {"gatewayClassName": cfg.gateway_class, "listeners": [listener]},
+        "metadata": _meta(cfg.gateway.name, cfg.kong.namespace),
+        "spec": {"gatewayClassName": cfg.gateway.class_name, "listeners": [listener]},
     }
 
 
@@ -108,7 +108,7 @@ def http_route(cfg: BootstrapConfig, route: Route) -> Obj:
         "metadata": _meta(route.object_name, route.namespace, **annotations),
         "spec": {
             "parentRefs": [{"group": GATEWAY_API_GROUP, "kind": "Gateway",
-                            "name": cfg.gateway, "namespace": cfg.namespace}],
+                            "name": cfg.gateway.name, "namespace": cfg.kong.namespace}],
             "hostnames": [route.host],
             "rules": [{
                 "matches": [{"path": {"type": "PathPrefix", "value": route.path}}],
@@ -120,7 +120,7 @@ def http_route(cfg: BootstrapConfig, route: Route) -> Obj:
 
 def cluster_objects(cfg: BootstrapConfig) -> list[Obj]:
     """Objects applied before Helm runs: namespaces first, then RBAC (dependency order)."""
-    namespaces = dict.fromkeys([cfg.namespace, cfg.access_namespace])
+    namespaces = dict.fromkeys([cfg.kong.namespace, cfg.access.namespace])
     return [namespace(n) for n in namespaces] + access_objects(cfg)
 
 
@@ -135,8 +135,8 @@ def helm_values(cfg: BootstrapConfig) -> Obj:
         "gateway": {
             "proxy": {
                 "type": "NodePort",
-                "http": {"enabled": True, "servicePort": cfg.proxy_port,
-                         "nodePort": cfg.node_port},
+                "http": {"enabled": True, "servicePort": cfg.kong.proxy_port,
+                         "nodePort": cfg.kong.node_port},
                 "tls": {"enabled": False},
             },
             "admin": {"http": {"enabled": True}},
@@ -177,6 +177,7 @@ def render_lbsync_config(cfg: BootstrapConfig, kubeconfig_path: str) -> Obj:
     """A minimal lbsync `config.yaml` matching what the bootstrap installed."""
     return {
         "kubernetes": {"kubeconfig": kubeconfig_path},
-        "upstreams": [{"name": "k8s_cluster", "service": f"{cfg.namespace}/{cfg.proxy_service}",
-                       "port": cfg.proxy_port}],
+        "upstreams": [{"name": "k8s_cluster",
+                       "service": f"{cfg.kong.namespace}/{cfg.kong.proxy_service}",
+                       "port": cfg.kong.proxy_port}],
     }

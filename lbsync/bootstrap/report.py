@@ -11,11 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, TextIO
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-# Checks ran and nothing failed, but something deserves a look (check --pre, doctor).
-EXIT_WARN = 3
+from lbsync.errors import EXIT_FAILED, EXIT_OK, EXIT_WARNINGS
 
 
 class Status(StrEnum):
@@ -80,7 +76,8 @@ class Report:
     def exit_code(self) -> int:
         if self.failed:
             return EXIT_FAILED
-        return EXIT_WARN if self.warned else EXIT_OK
+        # Checks ran and nothing failed, but something deserves a look (check, doctor).
+        return EXIT_WARNINGS if self.warned else EXIT_OK
 
     def summary(self) -> str:
         counts: dict[str, int] = {}

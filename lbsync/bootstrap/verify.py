@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lbsync.bootstrap.cluster import Cluster
 from lbsync.bootstrap.config import BootstrapConfig, Route
-from lbsync.bootstrap.kube import Cluster
 from lbsync.bootstrap.report import Report, Result, Status
 
 Obj = dict[str, Any]
@@ -97,7 +97,7 @@ def node_addresses(nodes: list[Obj]) -> list[str]:
 def run_verify(cfg: BootstrapConfig, cluster: Cluster | None, address: str | None = None,
                port: int | None = None, timeout: float = 5.0, fetch: Fetch = http_get) -> Report:
     report = Report("verify")
-    port = port or cfg.node_port
+    port = port or cfg.kong.node_port
     if address is None:
         addresses = node_addresses(cluster.list("v1", "Node")) if cluster else []
         if not addresses:

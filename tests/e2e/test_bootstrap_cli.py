@@ -15,12 +15,13 @@ from lbsync_lab.fixtures import Env
 from lbsync_lab.rig import addr
 
 from lbsync.bootstrap import cli
+from lbsync.cli import main
 
 COMMANDS = ("render", "check", "apply", "verify", "doctor", "uninstall")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["bootstrap", *argv])
+    code = main(["bootstrap", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -35,7 +36,7 @@ def test_register_adds_every_subcommand_with_a_func() -> None:
 
 def test_missing_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        cli.main(["bootstrap"])
+        main(["bootstrap"])
     assert exc.value.code == 2
 
 
@@ -74,7 +75,7 @@ def test_render_from_config_file(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 
 @pytest.mark.parametrize(("argv", "text"), [
-    (["render", "--route", "nonsense"], "route 'nonsense'"),
+    (["render", "--route", "nonsense"], "routes[0]: 'nonsense': expected 'host/path ->"),
     (["render", "--bootstrap-config", "/nonexistent.yaml"], "config /nonexistent.yaml"),
     (["render", "--node-port-range", "x"], "node_port_range"),
     (["apply", "--write-config", "c.yaml", "--kubeconfig", "/nonexistent"],
@@ -87,16 +88,18 @@ def test_usage_errors_exit_2_in_one_line(capsys: pytest.CaptureFixture[str], arg
     assert text in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_bad_kubeconfig_fails_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_kubeconfig_is_a_config_error_in_one_line(capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    # One error tree: a kubeconfig that cannot be loaded is exit 2 here as for `lbsync render`.
     code, _, err = run(capsys, "doctor", "--kubeconfig", "/nonexistent")
-    assert code == 1
-    assert err.startswith("lbsync bootstrap: failed: kubeconfig /nonexistent")
+    assert code == 2
+    assert err.startswith("lbsync: error: --kubeconfig: cannot load /nonexistent")
     assert err.count("\n") == 1
 
 
 def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(Exception, match="kubeconfig"):
-        cli.main(["bootstrap", "doctor", "--kubeconfig", "/nonexistent", "--debug"])
+        main(["bootstrap", "doctor", "--kubeconfig", "/nonexistent", "--debug"])
 
 
 def test_unreachable_cluster_fails_in_one_line(capsys: pytest.CaptureFixture[str],
@@ -114,7 +117,7 @@ def test_unreachable_cluster_fails_in_one_line(capsys: pytest.CaptureFixture[str
 
 
 def common(env: Env) -> list[str]:
-    return ["--kubeconfig", env.kubeconfig, "--gateway-api-crds", env.cfg.crds_source,
+    return ["--kubeconfig", env.kubeconfig, "--gateway-api-crds", env.cfg.gateway_api.crds_source,
             "--wait-timeout", "5"]
 
 

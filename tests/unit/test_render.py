@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jinja2
 import pytest
 
-from lbsync import config, render
+from lbsync import config, files, render
 from lbsync.desired import plan
 from lbsync.errors import ConfigError
 from lbsync.model import Node, Service, ServicePort, Snapshot
+from lbsync.sync import changes
+
+
+def template_file(path: Path) -> jinja2.Template:
+    return render.compile_template(files.read_template(path), str(path))
+
 
 CFG = config.parse(
     {"upstreams": [{"name": "k8s_cluster", "service": "kong/proxy", "port": 80}]},
@@ -37,24 +44,32 @@ upstream k8s_cluster {{
 def test_builtin_template_output() -> None:
     from lbsync import __version__
 
-    text = render.render(plan(SNAP, CFG), render.load_template(None), CFG.nginx.server_options)
+    text = render.render(plan(SNAP, CFG), render.compile_template(), CFG.nginx.server_options)
     assert text == EXPECTED.format(version=__version__)
 
 
 def test_same_state_renders_the_same_bytes() -> None:
-    template = render.load_template(None)
+    template = render.compile_template()
     reordered = Snapshot(dict(reversed(list(SNAP.nodes.items()))), SNAP.services)
     a = render.render(plan(SNAP, CFG), template, "")
-    b = render.render(plan(reordered, CFG), render.load_template(None), "")
+    b = render.render(plan(reordered, CFG), render.compile_template(), "")
     assert a == b
     assert "max_fails" not in a  # empty server_options adds nothing
 
 
-def test_servers_in_reads_back_what_was_rendered() -> None:
-    text = render.render(plan(SNAP, CFG), render.load_template(None), "max_fails=1")
-    assert render.servers_in(text) == {
-        "k8s_cluster": {"10.0.0.11:32001", "10.0.0.12:32001", "[fd00::3]:32001"}
-    }
+@pytest.mark.parametrize(("previous", "added", "removed"), [
+    (None, ("10.0.0.11:32001", "10.0.0.12:32001", "[fd00::3]:32001"), ()),
+    ({"k8s_cluster": ["10.0.0.11:32001", "10.0.0.9:32001"]},
+     ("10.0.0.12:32001", "[fd00::3]:32001"), ("10.0.0.9:32001",)),
+    ({"k8s_cluster": ["10.0.0.11:32001", "10.0.0.12:32001", "[fd00::3]:32001"]}, (), ()),
+    ({"other": ["10.0.0.1:1"]}, ("10.0.0.11:32001", "10.0.0.12:32001", "[fd00::3]:32001"), ()),
+])
+def test_changes_come_from_the_previous_plan(
+        previous: dict[str, list[str]] | None, added: tuple[str, ...],
+        removed: tuple[str, ...]) -> None:
+    (change,) = changes(previous, plan(SNAP, CFG))
+    assert (change.name, change.servers, change.added, change.removed) == (
+        "k8s_cluster", 3, added, removed)
 
 
 def test_custom_template(tmp_path: Path) -> None:
@@ -64,7 +79,7 @@ def test_custom_template(tmp_path: Path) -> None:
         "{% for s in u.servers %}  server {{ s.address }}:{{ s.port }};\n{% endfor %}}\n"
         "{% endfor %}"
     )
-    text = render.render(plan(SNAP, CFG), render.load_template(path), "")
+    text = render.render(plan(SNAP, CFG), template_file(path), "")
     assert text == ("upstream k8s_cluster {\n  least_conn;\n  server 10.0.0.11:32001;\n"
                     "  server 10.0.0.12:32001;\n  server fd00::3:32001;\n}\n")
 
@@ -73,11 +88,11 @@ def test_undefined_variable_in_custom_template_is_an_error(tmp_path: Path) -> No
     path = tmp_path / "t.j2"
     path.write_text("{{ upstreams[0].nmae }}\n")
     with pytest.raises(ConfigError, match=r"nginx.template: .*t.j2: .*nmae"):
-        render.render(plan(SNAP, CFG), render.load_template(path), "")
+        render.render(plan(SNAP, CFG), template_file(path), "")
 
 
 def test_template_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "t.j2"
     path.write_text("ok\n{% for x in %}\n")
     with pytest.raises(ConfigError, match=r"nginx.template: .*t.j2 line 2"):
-        render.load_template(path)
+        template_file(path)

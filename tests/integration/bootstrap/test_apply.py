@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import stat
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ import yaml
 from lbsync_lab.fixtures import Env, helm_calls, statuses
 
 from lbsync.bootstrap import actions, manifests
+from lbsync.bootstrap.cluster import ApiCluster, obj_path
 from lbsync.bootstrap.config import ConfigError
-from lbsync.bootstrap.kube import ApiCluster, obj_path
 from lbsync.bootstrap.report import Status
 
 
@@ -93,7 +92,7 @@ def test_dry_run_after_apply_is_all_unchanged(env: Env) -> None:
 
 def test_config_change_is_applied_as_update(env: Env) -> None:
     actions.apply(env.ctx)
-    env.with_cfg(hostname="worlds.com")
+    env.with_cfg(gateway__hostname="worlds.com")
     report = actions.apply(env.ctx)
     got = statuses(report)
     assert got["Gateway/kong/kong-gateway"] == "done"
@@ -104,7 +103,7 @@ def test_config_change_is_applied_as_update(env: Env) -> None:
 
 def test_chart_upgrade_reapplies_chart_crds_first(env: Env) -> None:
     actions.apply(env.ctx)
-    env.with_cfg(chart_version="0.11.0")
+    env.with_cfg(kong__chart_version="0.11.0")
     report = actions.apply(env.ctx)
     names = [r.name for r in report.results]
     crd = names.index("CustomResourceDefinition/kongplugins.configuration.konghq.com")
@@ -222,9 +221,9 @@ def test_conflict_with_another_manager_fails_with_hint_then_force(env: Env) -> N
     gw["spec"]["listeners"][0]["port"] = 8080
     # What `kubectl apply --server-side` by someone else would do.
     cluster: Any = env.ctx.cluster
-    cluster.request("Gateway", "PATCH", obj_path(gw), body=json.dumps(gw),
-                    content_type="application/apply-patch+yaml", field_manager="kubectl",
-                    force_conflicts="true")
+    cluster.request("Gateway", "PATCH", obj_path(gw), body=gw,
+                    content_type="application/apply-patch+yaml", fieldManager="kubectl",
+                    force="true")
     report = actions.apply(env.ctx)
     last = report.results[-1]
     assert last.status is Status.FAILED and "conflict" in last.message
@@ -239,13 +238,13 @@ def test_conflict_with_another_manager_fails_with_hint_then_force(env: Env) -> N
 def test_bundle_is_downloaded_from_the_release_url(env: Env) -> None:
     from lbsync_lab.controllers import FileServer
 
-    bundle_bytes = Path(env.cfg.crds_source).read_bytes()
+    bundle_bytes = Path(env.cfg.gateway_api.crds_source).read_bytes()
     with FileServer("127.0.0.1", {"/v1.0.0/standard-install.yaml": bundle_bytes}) as srv:
-        env.with_cfg(gateway_api_crds_file=None,
-                     gateway_api_url=f"http://127.0.0.1:{srv.port}/{{version}}/standard-install.yaml")
+        env.with_cfg(gateway_api__crds_file=None,
+                     gateway_api__url=f"http://127.0.0.1:{srv.port}/{{version}}/standard-install.yaml")
         bundle = actions.load_bundle(env.cfg)
         assert len(bundle) == 4
-        env.with_cfg(gateway_api_version="v9.9.9")
+        env.with_cfg(gateway_api__version="v9.9.9")
         with pytest.raises(ConfigError, match=r"cannot download.*--gateway-api-crds"):
             actions.load_bundle(env.cfg)
 

@@ -72,7 +72,7 @@ def test_check_pre_failures(env: Env) -> None:
 
 
 def test_check_pre_node_port_out_of_range(env: Env) -> None:
-    env.with_cfg(node_port=40000)
+    env.with_cfg(kong__node_port=40000)
     report = checks.run_pre(env.cfg, env.ctx.cluster, env.ctx.helm)
     assert "outside the cluster's NodePort range" in failing(report, "node port 40000").message
 
@@ -141,7 +141,7 @@ def test_doctor_listener_port_unavailable(installed: Env) -> None:
     assert "node port 32001" in result.message
     assert "not the node port" in result.hint
     # and the controller's own verdict says PortUnavailable, which the apply wait reports
-    installed.with_cfg(node_port=32001, proxy_port=80)
+    installed.with_cfg(kong__node_port=32001, kong__proxy_port=80)
 
     def programmed_false(r: Report) -> bool:
         gw = installed.api.get("Gateway", "kong-gateway", "kong")

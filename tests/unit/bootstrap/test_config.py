@@ -6,13 +6,9 @@ from typing import Any
 
 import pytest
 
-from lbsync.bootstrap.config import (
-    BootstrapConfig,
-    ConfigError,
-    Route,
-    config_from_mapping,
-    parse_route,
-)
+from lbsync.bootstrap.config import BootstrapConfig, Route, parse_route
+from lbsync.bootstrap.config import load as config_from_mapping
+from lbsync.errors import ConfigError
 
 
 @pytest.mark.parametrize(("spec", "want"), [
@@ -45,12 +41,13 @@ def test_route_object_name(route: Route, name: str) -> None:
 
 def test_defaults_follow_the_tutorial() -> None:
     cfg = config_from_mapping(None)
-    assert (cfg.namespace, cfg.gateway_class, cfg.gateway) == ("kong", "kong-class", "kong-gateway")
-    assert (cfg.proxy_port, cfg.node_port) == (80, 32001)
-    assert cfg.gateway_api_version == "v1.0.0"
-    assert cfg.crds_source.endswith("/v1.0.0/standard-install.yaml")
+    assert (cfg.kong.namespace, cfg.gateway.class_name, cfg.gateway.name) == (
+        "kong", "kong-class", "kong-gateway")
+    assert (cfg.kong.proxy_port, cfg.kong.node_port) == (80, 32001)
+    assert cfg.gateway_api.version == "v1.0.0"
+    assert cfg.gateway_api.crds_source.endswith("/v1.0.0/standard-install.yaml")
     assert cfg.routes == (Route("worlds.com", "/world1", "hello-world-1-svc", 80),)
-    assert cfg.deployments == ("kong-controller", "kong-gateway")
+    assert cfg.kong.deployments == ("kong-controller", "kong-gateway")
 
 
 def test_full_file() -> None:
@@ -65,27 +62,31 @@ def test_full_file() -> None:
         "wait_timeout": 60,
         "node_port_range": "30000-31000",
     })
-    assert cfg.crds_source == "/tmp/x.yaml"
-    assert (cfg.namespace, cfg.node_port, cfg.hostname) == ("edge", 30080, "worlds.com")
+    assert cfg.gateway_api.crds_source == "/tmp/x.yaml"
+    assert (cfg.kong.namespace, cfg.kong.node_port, cfg.gateway.hostname) == (
+        "edge", 30080, "worlds.com")
     assert cfg.routes[0].strip_path is False and cfg.routes[1].service == "b"
     assert cfg.node_port_range == (30000, 31000) and cfg.wait_timeout == 60.0
-    assert cfg.proxy_service == "kong-gateway-proxy"
+    assert cfg.kong.proxy_service == "kong-gateway-proxy"
 
 
 @pytest.mark.parametrize(("data", "match"), [
-    ({"kong": {"nodeport": 1}}, "unknown keys"),
-    ({"bogus": 1}, "unknown keys"),
-    ({"kong": {"namespace": "Bad_Name"}}, "kong.namespace"),
-    ({"kong": {"node_port": "x"}}, "expected a number"),
-    ({"kong": {"node_port": 70000}}, "out of 1-65535"),
-    ({"gateway_api": {"version": "1.0"}}, "vMAJOR"),
-    ({"gateway": {"hostname": "not a host"}}, "hostname"),
-    ({"node_port_range": "32000-30000"}, "LOW-HIGH"),
-    ({"routes": [{"host": "a.b"}]}, "missing key 'backend'"),
-    ({"routes": ["a.b/x -> s:80", "a.b/x -> t:80"]}, "duplicate"),
-    ({"wait_timeout": 0}, "positive"),
-    ({"kong": {"chart_version": 1.10}}, "quote it"),
-    ([1, 2], "mapping"),
+    ({"kong": {"nodeport": 1}}, r"kong.nodeport: unknown key \(did you mean kong.node_port"),
+    ({"bogus": 1}, "bogus: unknown key"),
+    ({"kong": {"namespace": "Bad_Name"}}, "kong.namespace: 'Bad_Name' must match"),
+    ({"kong": {"node_port": "x"}}, "kong.node_port: must be an integer"),
+    # The old loader took the string "300" as a number: one set of rules now.
+    ({"wait_timeout": "300"}, "wait_timeout: must be a number"),
+    ({"kong": {"node_port": 70000}}, r"kong.node_port: 70000 is out of range 1\.\.65535"),
+    ({"gateway_api": {"version": "1.0"}}, "gateway_api.version: '1.0' must match vMAJOR"),
+    ({"gateway": {"hostname": "not a host"}}, "gateway.hostname"),
+    ({"node_port_range": "32000-30000"}, "node_port_range: .*LOW-HIGH"),
+    ({"routes": [{"host": "a.b"}]}, r"routes\[0\].backend: required"),
+    ({"routes": ["a.b/x -> s:80", "a.b/x -> t:80"]}, "routes: two routes have the same name"),
+    ({"wait_timeout": 0}, "wait_timeout: 0 is out of range"),
+    ({"kong": {"chart_version": 1.10}}, "kong.chart_version: .*quote it"),
+    ({"kong": {"release": 7}}, "kong.release: must be a string"),
+    ([1, 2], "must be a mapping"),
 ])
 def test_config_errors(data: Any, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -94,4 +95,4 @@ def test_config_errors(data: Any, match: str) -> None:
 
 def test_dataclass_is_frozen() -> None:
     with pytest.raises(AttributeError):
-        BootstrapConfig().namespace = "x"  # type: ignore[misc]
+        BootstrapConfig().kong.namespace = "x"  # type: ignore[misc]

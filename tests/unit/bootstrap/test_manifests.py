@@ -6,12 +6,18 @@ import base64
 from typing import Any
 
 from lbsync.bootstrap import manifests
-from lbsync.bootstrap.config import BootstrapConfig, Route
+from lbsync.bootstrap.config import (
+    AccessSection,
+    BootstrapConfig,
+    GatewaySection,
+    KongSection,
+    Route,
+)
 from lbsync.bootstrap.plan import is_subset, needs_apply
 
 
 def test_order_namespaces_then_rbac_then_gateway_objects() -> None:
-    cfg = BootstrapConfig(access_namespace="lbsync")
+    cfg = BootstrapConfig(access=AccessSection(namespace="lbsync"))
     kinds = [o["kind"] for o in manifests.cluster_objects(cfg) + manifests.gateway_objects(cfg)]
     assert kinds == ["Namespace", "Namespace", "ServiceAccount", "ClusterRole",
                      "ClusterRoleBinding", "Secret", "GatewayClass", "Gateway", "HTTPRoute"]
@@ -29,12 +35,12 @@ def test_gateway_class_is_unmanaged_kic() -> None:
 
 
 def test_gateway_listens_on_the_service_port_not_the_node_port() -> None:
-    gw = manifests.gateway(BootstrapConfig(node_port=32001, proxy_port=80))
+    gw = manifests.gateway(BootstrapConfig(kong=KongSection(node_port=32001, proxy_port=80)))
     (listener,) = gw["spec"]["listeners"]
     assert listener["port"] == 80 and listener["protocol"] == "HTTP"
     assert listener["allowedRoutes"] == {"namespaces": {"from": "All"}}
     assert "hostname" not in listener
-    gw = manifests.gateway(BootstrapConfig(hostname="worlds.com"))
+    gw = manifests.gateway(BootstrapConfig(gateway=GatewaySection(hostname="worlds.com")))
     assert gw["spec"]["listeners"][0]["hostname"] == "worlds.com"
 
 
@@ -59,7 +65,7 @@ def test_rbac_is_read_only() -> None:
 
 
 def test_helm_values_match_the_tutorial() -> None:
-    values = manifests.helm_values(BootstrapConfig(node_port=32001))
+    values = manifests.helm_values(BootstrapConfig(kong=KongSection(node_port=32001)))
     proxy = values["gateway"]["proxy"]
     assert proxy["type"] == "NodePort"
     assert proxy["http"]["nodePort"] == 32001

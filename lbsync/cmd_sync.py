@@ -1,0 +1,52 @@
+"""`lbsync once` and `lbsync render`: one read of the cluster, then write (or print)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lbsync import files
+from lbsync.cliargs import add_command, load_config
+from lbsync.errors import EXIT_OK, Locked
+from lbsync.sync import compute, load_template, read_cluster, sync_pass
+
+
+def register(sub: Any) -> None:
+    add_command(
+        sub, "once", "sync once: read the cluster, write, test and reload NGINX", cmd_once,
+        "Read the cluster, write the NGINX upstream file if it changed, check it with the test "
+        "command, reload NGINX, and print one line per upstream. If NGINX already runs these "
+        "bytes, nothing is written and NGINX is not reloaded. If the test or the reload "
+        "fails, the previous file is put back. With a daemon running, the daemon syncs.",
+    )
+    add_command(
+        sub, "render", "print the upstream file that `once` would write; change nothing",
+        cmd_render,
+        "Read the cluster and print the NGINX upstream file to stdout. Touches no file and "
+        "does not run nginx.",
+    )
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from lbsync.cmd_daemon import trigger_sync
+
+    cfg = load_config(args)
+    template = load_template(cfg)
+    try:
+        with files.locked(cfg.nginx.output, cfg.nginx.state_dir):
+            result = sync_pass(read_cluster(cfg), cfg, template)
+    except Locked:
+        # A running daemon holds the lock: it syncs for us instead of us racing it.
+        return trigger_sync(cfg)
+    for line in result.lines():
+        print(line)
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    template = load_template(cfg)
+    _, text = compute(read_cluster(cfg), cfg, template)
+    sys.stdout.write(text)
+    return EXIT_OK

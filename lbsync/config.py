@@ -170,7 +170,7 @@ class NodesConfig:
         (), parse=_cidrs, kind="list of CIDRs", example=["10.0.0.0/16"],
         help="If set, only node addresses inside these networks become servers.")
     port_range: tuple[int, int] = setting(
-        (30000, 32767), parse=schema.port_range, kind="LOW-HIGH", example="30000-32767",
+        (30000, 32767), parse=schema.port_range, kind="LOW-HIGH",
         help="Node ports outside this range are refused (kube-apiserver's "
         "--service-node-port-range): a Service must not point NGINX at a host port such as "
         "22 or lbsync's own.")

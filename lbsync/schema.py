@@ -45,6 +45,7 @@ class Meta:
     kind: str = ""  # the type as docs show it, when the Python type says it badly
     min_items: int = 0  # for lists
     unique: tuple[str, str] | None = None  # for lists of sections: (field, what it names)
+    items: type[Any] | None = None  # a parsed list's entries, declared for the docs
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,11 @@ class Rule:
 def setting(default: Any = dataclasses.MISSING, *, help: str, low: float | None = None,
             high: float | None = None, choices: Sequence[str] = (), pattern: str | None = None,
             parse: Parse | None = None, example: Any = None, kind: str = "",
-            min_items: int = 0, unique: tuple[str, str] | None = None) -> Any:
+            min_items: int = 0, unique: tuple[str, str] | None = None,
+            items: type[Any] | None = None) -> Any:
     """Declare one setting. Without a default it is required."""
     meta = Meta(help, low, high, tuple(choices), pattern, parse, example,
-                default is dataclasses.MISSING, kind, min_items, unique)
+                default is dataclasses.MISSING, kind, min_items, unique, items)
     return dataclasses.field(default=default, metadata={KEY: meta})
 
 
@@ -255,20 +257,20 @@ def entries(cls: type[Any], prefix: str = "") -> list[Entry]:
     out: list[Entry] = []
     for field, hint in fields(cls):
         m, key = meta(field), prefix + field.name
-        inner = _dataclass_of(hint)
-        default = _default(field)
-        if inner is not None and not _is_list(hint):
+        inner = m.items or (None if m.parse else dataclass_of(hint))
+        default = default_of(field)
+        if inner is not None and not is_list(hint):
             out.append(Entry(key, "section", None, m, True))
             out.extend(entries(inner, key + "."))
         elif inner is not None:
-            out.append(Entry(key, m.kind or "list of mappings", None, m, True))
+            out.append(Entry(key, m.kind or "list of mappings", default, m, True))
             out.extend(entries(inner, key + "[]."))
         else:
             out.append(Entry(key, m.kind or kind_of(hint), default, m))
     return out
 
 
-def _default(field: dataclasses.Field[Any]) -> Any:
+def default_of(field: dataclasses.Field[Any]) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default
     if field.default_factory is not dataclasses.MISSING:
@@ -276,14 +278,14 @@ def _default(field: dataclasses.Field[Any]) -> Any:
     return dataclasses.MISSING
 
 
-def _dataclass_of(hint: Any) -> type[Any] | None:
+def dataclass_of(hint: Any) -> type[Any] | None:
     for candidate in (hint, *typing.get_args(hint)):
         if dataclasses.is_dataclass(candidate) and isinstance(candidate, type):
             return candidate
     return None
 
 
-def _is_list(hint: Any) -> bool:
+def is_list(hint: Any) -> bool:
     return typing.get_origin(hint) is tuple
 
 

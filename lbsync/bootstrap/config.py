@@ -45,6 +45,11 @@ class Route:
     name: str = ""
 
     @property
+    def spec(self) -> str:
+        """The route as a one-line spec, the form `--route` and the file accept."""
+        return f"{self.host}{self.path} -> {self.namespace}/{self.service}:{self.port}"
+
+    @property
     def object_name(self) -> str:
         """The HTTPRoute's name: explicit, else derived from host and path (stable across runs)."""
         if self.name:
@@ -174,14 +179,13 @@ class BootstrapConfig:
     gateway: GatewaySection = section(GatewaySection, help="The GatewayClass and Gateway.")
     access: AccessSection = section(AccessSection, help="lbsync's read-only account.")
     routes: tuple[Route, ...] = setting(
-        DEFAULT_ROUTES, parse=_routes, kind="list of routes",
+        DEFAULT_ROUTES, parse=_routes, kind="list of routes", items=RouteSpec,
         help="HTTPRoutes: each 'host/path -> [namespace/]service:port', or a mapping with "
-        "host, path, backend, strip_path (default true) and name.",
-        example=["worlds.com/world1 -> default/hello-world-1-svc:80"])
+        "host, path, backend, strip_path (default true) and name.")
     wait_timeout: float = setting(300.0, low=0.1, high=86_400,
                                   help="Seconds each wait (Deployments, statuses) may take.")
     node_port_range: tuple[int, int] = setting(
-        (30000, 32767), parse=schema.port_range, kind="LOW-HIGH", example="30000-32767",
+        (30000, 32767), parse=schema.port_range, kind="LOW-HIGH",
         help="The cluster's NodePort range (kube-apiserver --service-node-port-range).")
 
     RULES: ClassVar[tuple[Rule, ...]] = (

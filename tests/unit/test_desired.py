@@ -9,7 +9,7 @@ import pytest
 from lbsync import config
 from lbsync.desired import Reason, node_verdict, plan
 from lbsync.errors import SyncError
-from lbsync.model import Node, Service, ServicePort, Snapshot, node_from_json, service_from_json
+from lbsync.model import Node, Service, ServicePort, Snapshot
 
 RULES = config.NodesConfig()
 
@@ -48,9 +48,34 @@ def node(name: str = "n1", address: str = "10.0.0.1", **kw: Any) -> Node:
         (node(address="0.0.0.0"), RULES, Reason.BAD_ADDRESS),
         (node(address="224.0.0.1"), RULES, Reason.BAD_ADDRESS),
         (node(address=" 10.0.0.1"), RULES, Reason.BAD_ADDRESS),
+        # Addresses that point the public site at the gateway itself or at no real host.
+        (node(address="127.0.0.1"), RULES, Reason.BAD_ADDRESS),
+        (node(address="127.9.9.9"), RULES, Reason.BAD_ADDRESS),
+        (node(address="::1"), RULES, Reason.BAD_ADDRESS),
+        (node(address="::ffff:127.0.0.1"), RULES, Reason.BAD_ADDRESS),
+        (node(address="::ffff:10.0.0.1"), RULES, Reason.BAD_ADDRESS),
+        (node(address="169.254.169.254"), RULES, Reason.BAD_ADDRESS),
+        (node(address="fe80::1"), RULES, Reason.BAD_ADDRESS),
+        (node(address="255.255.255.255"), RULES, Reason.BAD_ADDRESS),
+        (node(address="240.0.0.1"), RULES, Reason.BAD_ADDRESS),
+        (node(address="ff02::1"), RULES, Reason.BAD_ADDRESS),
+        (node(address="::"), RULES, Reason.BAD_ADDRESS),
+        (node(address="010.0.0.1"), RULES, Reason.BAD_ADDRESS),  # leading zeros
+        (node(address="\uff11\uff10.0.0.1"), RULES, Reason.BAD_ADDRESS),  # fullwidth digits
+        (node(address="1" * 1_000_000), RULES, Reason.BAD_ADDRESS),
+        (node(address="127.0.0.1"), config.NodesConfig(allow_loopback=True), Reason.ELIGIBLE),
+        (node(address="10.0.0.1"), config.NodesConfig(allowed_cidrs=("10.0.0.0/24",)),
+         Reason.ELIGIBLE),
+        (node(address="10.0.1.1"), config.NodesConfig(allowed_cidrs=("10.0.0.0/24",)),
+         Reason.BAD_ADDRESS),
+        (node(address="fd00::1"), config.NodesConfig(allowed_cidrs=("10.0.0.0/24",)),
+         Reason.BAD_ADDRESS),
         (node(name="Bad_Name"), RULES, Reason.BAD_NAME),
         (node(name="n1\ninclude x;"), RULES, Reason.BAD_NAME),
         (node(name=""), RULES, Reason.BAD_NAME),
+        (node(name="n1\n"), RULES, Reason.BAD_NAME),  # `$` would let a trailing newline in
+        (node(name="n\x1b[2J"), RULES, Reason.BAD_NAME),
+        (node(name="a" * 254), RULES, Reason.BAD_NAME),
         # The first failing rule names the reason.
         (node(deleting=True, ready="False"), RULES, Reason.DELETING),
     ],
@@ -133,47 +158,16 @@ def test_min_nodes_refuses_and_an_empty_upstream_is_never_planned() -> None:
         plan(snap(), cfg())
 
 
-def test_reduce_real_node_json() -> None:
-    raw = {
-        "kind": "Node",
-        "metadata": {"name": "w1", "labels": {
-            "node.kubernetes.io/exclude-from-external-load-balancers": "true"},
-            "deletionTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {"unschedulable": True, "taints": [
-            {"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]},
-        "status": {
-            "conditions": [{"type": "MemoryPressure", "status": "False"},
-                           {"type": "Ready", "status": "True"}],
-            "addresses": [{"type": "InternalIP", "address": "10.1.0.4"},
-                          {"type": "Hostname", "address": "w1"},
-                          {"type": "ExternalIP", "address": "203.0.113.4"}],
-            "images": [{"names": ["x"], "sizeBytes": 1}],
-        },
-    }
-    n = node_from_json(raw)
-    assert n == Node("w1", "True", True, "true", ("ToBeDeletedByClusterAutoscaler",),
-                     (("InternalIP", "10.1.0.4"), ("ExternalIP", "203.0.113.4")), True)
-    assert n.address("ExternalIP") == "203.0.113.4"
+@pytest.mark.parametrize("node_port", [22, 9108, 29999, 32768])
+def test_node_ports_outside_the_range_are_refused(node_port: int) -> None:
+    """A Service must not point the public site at sshd or at lbsync's own endpoints."""
+    svc = Service("kong", "proxy", "NodePort", (ServicePort(80, "http", node_port),))
+    with pytest.raises(SyncError, match=f"node port {node_port} is outside nodes.port_range"):
+        plan(snap(node(), services=(svc,)), cfg())
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [{}, {"metadata": None}, {"status": {"conditions": "x", "addresses": [None, 5]}},
-     {"spec": {"taints": [None]}}],
-)
-def test_reduce_malformed_node_does_not_crash(raw: dict[str, Any]) -> None:
-    n = node_from_json(raw)
-    assert node_verdict(n, RULES).eligible is False
-
-
-def test_reduce_service() -> None:
-    s = service_from_json({
-        "metadata": {"namespace": "kong", "name": "proxy"},
-        "spec": {"type": "NodePort", "ports": [
-            {"name": "http", "port": 80, "nodePort": 32001, "protocol": "TCP"},
-            {"name": "bad", "port": "80"},
-            {"port": 8443, "nodePort": 99999},
-        ]},
-    })
-    assert s == Service("kong", "proxy", "NodePort",
-                        (ServicePort(80, "http", 32001), ServicePort(8443, "", None)))
+def test_verdicts_show_the_address_and_escape_names() -> None:
+    out = node_verdict(node(ready="False", address="10.0.0.7"), RULES).as_dict()
+    assert out["address"] == "10.0.0.7" and out["eligible"] is False
+    bad = node_verdict(node(name="n\x1b[2Jx"), RULES).as_dict()
+    assert "\x1b" not in bad["name"] and "\\x1b" in bad["name"]

@@ -90,7 +90,7 @@ def test_a_410_relists() -> None:
     s = Script()
     s.lists = [Listed({"a": n("a")}, "10"), Listed({"c": n("c")}, "20")]
     s.watches = [[Expired("too old")]]
-    r, cache, metrics, stop = start(s)
+    _, cache, metrics, stop = start(s)
     until(lambda: ("watch", "20") in s.calls)
     assert sorted(nodes(cache)) == ["c"]
     assert metrics.watch_restarts.labels(kind="nodes", reason="expired")._value.get() == 1

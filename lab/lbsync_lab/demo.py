@@ -147,13 +147,23 @@ class Demo:
         return name
 
     def wait_applied(self, name: str, timeout: float = 10.0) -> float | None:
-        """Seconds until nginx's file matches the change to `name` (None on timeout)."""
+        """Seconds until nginx's file matches the change to `name` (None on timeout); then
+        waits for lbsync's pass to finish, so that the screen shows one consistent state."""
         hostport = self.lab.hp(int(name.split("-")[1]))
         start = time.monotonic()
+        took = None
         while time.monotonic() - start < timeout:
-            if (hostport in self.nginx.servers()) is self.ready[name]:
-                return time.monotonic() - start
+            if took is None and (hostport in self.nginx.servers()) is self.ready[name]:
+                took = time.monotonic() - start
+            if took is not None and self._verdict(name) is self.ready[name]:
+                return took
             time.sleep(0.005)
+        return took
+
+    def _verdict(self, name: str) -> bool | None:
+        for node in self.status().get("nodes", []):
+            if node.get("name") == name:
+                return bool(node.get("eligible"))
         return None
 
     def change(self) -> str:

@@ -84,7 +84,8 @@ def add_cluster(api: ApiServer, standins: StandinPool | None, count: int,
     return names
 
 
-def config_doc(api: ApiServer, nginx: PrivateNginx | None, **sections: Any) -> dict[str, Any]:
+def config_doc(api: ApiServer, nginx: PrivateNginx | None, /, **sections: Any
+               ) -> dict[str, Any]:
     """An lbsync config for the emulator and the private nginx; `sections` override."""
     doc: dict[str, Any] = {
         "kubernetes": {"kubeconfig": str(api.kubeconfig_path)},
@@ -101,7 +102,7 @@ def config_doc(api: ApiServer, nginx: PrivateNginx | None, **sections: Any) -> d
     return merge(doc, sections)
 
 
-def write_config(path: Path, api: ApiServer, nginx: PrivateNginx | None,
+def write_config(path: Path, api: ApiServer, nginx: PrivateNginx | None, /,
                  **sections: Any) -> Path:
     path.write_text(yaml.safe_dump(config_doc(api, nginx, **sections)))
     return path

@@ -169,3 +169,52 @@ def test_status_command(daemon: Daemon) -> None:
     assert re.search(r"last reload: .*\(\d+s ago\)", result.stdout)
     assert hp(1) in result.stdout and "node-2" in result.stdout
     assert re.search(rf"node-1\s+yes\s+{re.escape(addr(1))}\s+eligible", result.stdout)
+
+
+def status(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lbsync", "-c", str(config), "status"],
+                          env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+
+def test_status_never_shows_another_configs_daemon(daemon: Daemon, tmp_path: Path,
+                                                   api: ApiServer, nginx: PrivateNginx) -> None:
+    """Same http.listen, another output file: the daemon that answers is not this config's."""
+    other_out = tmp_path / "other"
+    other_out.mkdir()
+    other = write_config(tmp_path / "other.yaml", api, nginx,
+                         http={"listen": f"127.0.0.1:{daemon.port}"},
+                         nginx={"output": str(other_out / "up.conf")})
+    result = status(other)
+    assert "runs another configuration" in result.stdout
+    assert f"(output {nginx.output})" in result.stdout
+    assert "computed from the cluster now" in result.stdout and "ready: yes" not in result.stdout
+
+
+def test_status_without_a_daemon_does_not_claim_ready(
+        tmp_path: Path, api: ApiServer, nginx: PrivateNginx, standins: StandinPool) -> None:
+    add_cluster(api, standins, 1)
+    api.put(objects.node("node-2", addr(2), ready=False))
+    cfg = write_config(tmp_path / "c.yaml", api, nginx,
+                       http={"listen": f"127.0.0.1:{free_port()}"})
+    result = status(cfg)
+    assert result.returncode == 0, result.stderr
+    assert "no daemon answers on" in result.stdout and "ready:" not in result.stdout
+    assert "plan: ok" in result.stdout
+    assert ", 1 server:" in result.stdout  # not "1 servers"
+    # A node that is out still shows the address the API gave it, and why it is out.
+    assert re.search(rf"node-2\s+no\s+{re.escape(addr(2))}\s+not-ready \(Ready=(False|Unknown)\)",
+                     result.stdout), result.stdout
+
+
+def test_status_escapes_what_the_cluster_names(
+        tmp_path: Path, api: ApiServer, nginx: PrivateNginx, standins: StandinPool) -> None:
+    """ESC sequences in a node name must not reach the operator's terminal."""
+    add_cluster(api, standins, 1)
+    evil = objects.node("evil", addr(3))
+    evil["metadata"]["name"] = "evil\x1b]0;owned\x07\x1b[2J"
+    api.put(evil)
+    cfg = write_config(tmp_path / "c.yaml", api, nginx,
+                       http={"listen": f"127.0.0.1:{free_port()}"})
+    result = status(cfg)
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "evil\\x1b]0;owned\\x07\\x1b[2J" in result.stdout

@@ -43,6 +43,20 @@ def test_demo_runs_reacts_and_cleans_up() -> None:
     # Traffic went through nginx to the stand-in nodes.
     assert re.search(r"requests served before it: node-\d \d+", out)
     assert "everything it started is gone" in out
+    # No request went out before nginx ran the first real upstream.
+    assert "errors through nginx" not in out, out
+    # Not a terminal: the node table is printed again after every change, and it tells the
+    # truth about which node is out.
+    logged = re.findall(r"^\d\d:\d\d:\d\d (node-\d) (NotReady|Ready): ", out, re.M)
+    tables = out.split("\n  NODE ")[1:]
+    assert len(logged) >= 2 and len(tables) == len(logged) + 1, out
+    for (name, state), table in zip(logged, tables[1:], strict=True):
+        row = next(line for line in table.splitlines() if line.strip().startswith(name + " "))
+        assert ("not-ready" in row) is (state == "NotReady"), (name, state, row)
+        assert (" yes " in row) is (state == "Ready"), (name, state, row)
+    # Free loopback addresses, never the fixed 127.0.10.x another run may hold.
+    assert "127.0.10." not in out
+    assert re.search(r"kubectl: export KUBECONFIG=/tmp/lbsync-demo-\S+/apiserver/kubeconfig", out)
     assert nginx_masters() == before
     workdirs = re.findall(r"(/tmp/lbsync-demo-[^/\s]+)", out)
     assert workdirs and not Path(workdirs[0]).exists()

@@ -35,8 +35,14 @@ Path_ = tuple[str, ...]
 
 _SERVER_META = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
                 "selfLink", "deletionTimestamp")
-_GENERATION_KINDS = frozenset({"Deployment", "CustomResourceDefinition", "StatefulSet",
-                               "DaemonSet"})
+# The built-in kinds whose strategies keep metadata.generation (bumped on spec changes).
+_GENERATION_KINDS = frozenset({
+    "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "ReplicationController", "Pod",
+    "Job", "CronJob", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress",
+    "IngressClass", "NetworkPolicy", "CustomResourceDefinition",
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "FlowSchema",
+    "PriorityLevelConfiguration"})
 
 
 def _tracks_generation(rt: ResourceType) -> bool:

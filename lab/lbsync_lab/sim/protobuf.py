@@ -27,7 +27,8 @@ CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 
 # A field: (JSON name, type, repeated). Types: "string", "bytes", "int", "bool", "time"
 # (meta.v1.Time), "fields" (meta.v1.FieldsV1: raw JSON), "map" (string to string),
-# "bmap" (string to bytes, base64 in JSON), or the name of another message here.
+# "bmap" (string to bytes, base64 in JSON), "output" (a status the server fills: clients send
+# it empty, it is dropped), or the name of another message here.
 Field = tuple[str, str, bool]
 MESSAGES: dict[str, dict[int, Field]] = {
     "TypeMeta": {1: ("apiVersion", "string", False), 2: ("kind", "string", False)},
@@ -80,16 +81,18 @@ MESSAGES: dict[str, dict[int, Field]] = {
                         7: ("fieldPath", "string", False)},
     "LocalObjectReference": {1: ("name", "string", False)},
     # authentication.k8s.io/v1
-    "TokenRequest": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenRequestSpec", False)},
+    "TokenRequest": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenRequestSpec", False),
+                     3: ("status", "output", False)},
     "TokenRequestSpec": {1: ("audiences", "string", True), 3: ("boundObjectRef",
                                                                "BoundObjectReference", False),
                          4: ("expirationSeconds", "int", False)},
     "BoundObjectReference": {1: ("kind", "string", False), 2: ("apiVersion", "string", False),
                              3: ("name", "string", False), 4: ("uid", "string", False)},
-    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False), 2: ("status", "output", False)},
     # authorization.k8s.io/v1
     "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", False),
-                                2: ("spec", "SelfSubjectAccessReviewSpec", False)},
+                                2: ("spec", "SelfSubjectAccessReviewSpec", False),
+                                3: ("status", "output", False)},
     "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
                                     2: ("nonResourceAttributes", "NonResourceAttributes",
                                         False)},
@@ -103,7 +106,8 @@ MESSAGES: dict[str, dict[int, Field]] = {
                            2: ("requirements", "LabelSelectorRequirement", True)},
     "NonResourceAttributes": {1: ("path", "string", False), 2: ("verb", "string", False)},
     "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False),
-                               2: ("spec", "SelfSubjectRulesReviewSpec", False)},
+                               2: ("spec", "SelfSubjectRulesReviewSpec", False),
+                               3: ("status", "output", False)},
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", False)},
     # rbac.authorization.k8s.io/v1
     "Role": {1: ("metadata", "ObjectMeta", False), 2: ("rules", "PolicyRule", True)},
@@ -227,6 +231,8 @@ def decode_message(name: str, raw: bytes) -> dict[str, Any]:
             raise ApiError(400, f"protobuf: field {number} of {name} is unknown to the "
                            "emulator's decoder")
         fname, ftype, repeated = spec[number]
+        if ftype == "output":
+            continue
         if ftype in ("map", "bmap"):
             k, v = _map_entry(value)
             out.setdefault(fname, {})[k] = (v.decode() if ftype == "map"

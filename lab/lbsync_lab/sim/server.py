@@ -882,9 +882,11 @@ class ApiServer:
         s = self.store.get(rt, (namespace or "default") if rt.namespaced else "", name)
         return json.loads(s.full) if s else None
 
-    def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
-        """All stored objects of a kind (optionally in one namespace)."""
-        rt = self._rt(kind)
+    def list(self, kind: str, namespace: str | None = None,
+             api_version: str | None = None) -> list[Obj]:
+        """All stored objects of a kind (optionally in one namespace; ``api_version`` picks
+        one of several versions, else the core group's or the preferred one)."""
+        rt = self._rt(kind, api_version)
         with self.store.cond:
             items = self.store.sorted_items(rt)
         return [json.loads(s.full) for s in items if namespace is None or s.namespace == namespace]

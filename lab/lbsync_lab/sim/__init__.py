@@ -36,7 +36,10 @@ Typical use::
 """
 
 from lbsync_lab.sim import objects
+from lbsync_lab.sim.auth import User
 from lbsync_lab.sim.faults import Faults
-from lbsync_lab.sim.server import ApiServer
+from lbsync_lab.sim.server import ApiServer, Change, Changes
+from lbsync_lab.sim.status import ApiError, Conflict
 
-__all__ = ["ApiServer", "Faults", "objects"]
+__all__ = ["ApiError", "ApiServer", "Change", "Changes", "Conflict", "Faults", "User",
+           "objects"]

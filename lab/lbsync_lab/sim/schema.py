@@ -139,7 +139,11 @@ def strategic_merge(original: Any, patch: Any, schema: Obj) -> Any:
         if value is None:
             out.pop(key, None)
         elif isinstance(value, list):
-            out[key] = _merge_list(out.get(key), value, sub)
+            merged_list = _merge_list(out.get(key), value, sub)
+            if merged_list or not out.get(key):
+                out[key] = merged_list
+            else:  # emptied by deletions: gone, as the typed object's omitempty drops it
+                out.pop(key, None)
         elif isinstance(value, dict):
             merged = strategic_merge(out.get(key), value, sub)
             if merged is None:

@@ -2,9 +2,11 @@
 
 This module owns resource *types* (kind, namespaced flag, verbs, subresources,
 supported field selectors) and answers the discovery documents (``/api``,
-``/apis``, ``/api/v1``, ``/apis/{group}[/{version}]``) from them. The built-in
-types are registered by :func:`builtin_registry`; custom resource definitions
-add more at run time through :meth:`Registry.add`.
+``/apis``, ``/api/v1``, ``/apis/{group}[/{version}]``, and the aggregated
+``apidiscovery.k8s.io/v2`` lists) from them. The built-in types come from the real
+OpenAPI document (:func:`lbsync_lab.sim.openapi.builtin_types`) plus what discovery adds
+to it (short names, categories, group order); custom resource definitions add more at
+run time through :meth:`Registry.add`.
 """
 
 from __future__ import annotations

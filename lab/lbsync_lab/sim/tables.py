@@ -287,8 +287,6 @@ def crd_printer(crd: Obj, version: str) -> Printer:
             out.append(value)
         return out
 
-    if not any(p == ".metadata.creationTimestamp" for p, _ in paths) and len(cols) > 1:
-        pass
     return cols, cells
 
 

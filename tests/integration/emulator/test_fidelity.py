@@ -66,12 +66,11 @@ def test_aggregated_discovery(api: ApiServer, client: Any) -> None:
 def test_watch_list_ends_its_initial_events_with_a_bookmark(api: ApiServer, client: Any) -> None:
     api.put(objects.node("node-1", "127.0.10.1"))
     api.put(objects.node("node-2", "127.0.10.2"))
-    core = kubernetes.client.CoreV1Api(client)
-    with pytest.raises(ApiException) as bad:
-        core.list_node(watch=True, send_initial_events=True, _preload_content=False)
-    assert bad.value.status == 422  # without resourceVersionMatch=NotOlderThan
-    resp = core.list_node(watch=True, send_initial_events=True, allow_watch_bookmarks=True,
-                          resource_version_match="NotOlderThan", _preload_content=False)
+    base = "/api/v1/nodes?watch=true&sendInitialEvents=true&allowWatchBookmarks=true"
+    assert _get(client, base).status == 422  # without resourceVersionMatch=NotOlderThan
+    resp = client.rest_client.pool_manager.request(
+        "GET", client.configuration.host + base + "&resourceVersionMatch=NotOlderThan",
+        headers=AUTH, preload_content=False)
     reader = WatchReader(resp)
     try:
         first = reader.take(3)

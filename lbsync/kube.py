@@ -213,12 +213,13 @@ class Client:
 
     # --- the daemon's reads ----------------------------------------------------------------
 
-    def list(self, source: Source[T], *, deadline: float = LIST_DEADLINE,
+    def list(self, source: Source[T], *, deadline: float | None = None,
              max_objects: int = MAX_OBJECTS) -> Listed[T]:
         """Page through a list; an expired continue token starts the list again, once."""
+        seconds = LIST_DEADLINE if deadline is None else deadline
         for attempt in range(2):
             try:
-                return self._list_pages(source, time.monotonic() + deadline, max_objects)
+                return self._list_pages(source, time.monotonic() + seconds, max_objects)
             except Expired:
                 if attempt:
                     raise
@@ -230,8 +231,7 @@ class Client:
         pages = 0
         while True:
             if time.monotonic() > deadline:
-                raise ProtocolError(f"list {src.what}: not done after {pages} pages "
-                                    f"({LIST_DEADLINE:g}s)")
+                raise ProtocolError(f"list {src.what}: not done after {pages} pages")
             page = self.json("GET", src.path, what=f"list {src.what}", query={
                 **src.query, "limit": PAGE_SIZE, "continue": token})
             pages += 1

@@ -24,6 +24,11 @@ REQUEST_TIMEOUT = 15.0
 RETRIES = 3
 RETRY_BACKOFF = 0.3
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# Server-side apply's media type, with a parameter the API server drops (it cuts at ";") but the
+# client's REST layer sees: for exactly "application/apply-patch+yaml" kubernetes 30.x (Debian
+# 13) json.dumps() even a str body (the server gets a JSON string: "apply patch must be an
+# object"), and 22.x refuses a dict; with the parameter, 22.x, 30.x and 37.x send a str as is.
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml; charset=utf-8"
 
 # (apiVersion, kind) -> (plural, namespaced). The bootstrap's whole vocabulary.
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
@@ -188,7 +193,7 @@ class ApiCluster:
         # dict would be sent as JSON by one and rejected by the other for this content type.
         applied: Obj = self.request(
             _what(obj["kind"], meta["name"], meta.get("namespace")), "PATCH", obj_path(obj),
-            body=json.dumps(obj), content_type="application/apply-patch+yaml", **params)
+            body=json.dumps(obj), content_type=APPLY_CONTENT_TYPE, **params)
         return applied
 
     def delete(self, api_version: str, kind: str, name: str,

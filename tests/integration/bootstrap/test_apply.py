@@ -14,7 +14,7 @@ from lbsync_lab.fixtures import Env, helm_calls, statuses
 
 from lbsync.bootstrap import actions, manifests
 from lbsync.bootstrap.config import ConfigError
-from lbsync.bootstrap.kube import ApiCluster, obj_path
+from lbsync.bootstrap.kube import APPLY_CONTENT_TYPE, ApiCluster, obj_path
 from lbsync.bootstrap.report import Status
 
 
@@ -223,7 +223,7 @@ def test_conflict_with_another_manager_fails_with_hint_then_force(env: Env) -> N
     # What `kubectl apply --server-side` by someone else would do.
     cluster: Any = env.ctx.cluster
     cluster.request("Gateway", "PATCH", obj_path(gw), body=json.dumps(gw),
-                    content_type="application/apply-patch+yaml", field_manager="kubectl",
+                    content_type=APPLY_CONTENT_TYPE, field_manager="kubectl",
                     force_conflicts="true")
     report = actions.apply(env.ctx)
     last = report.results[-1]

@@ -69,6 +69,18 @@ lint() {
     runuser -u nobody -- env HOME=/tmp lintian -I --fail-on error,warning "$DEB"
 }
 suite() {
+    # The libraries must be trixie's packages, lbsync and the lab this checkout.
+    PYTHONPATH=/src/lbsync:/src/lbsync/lab python3 - <<'PY' || return 1
+import sys
+import jinja2, kubernetes, prometheus_client, pytest, structlog, tenacity, urllib3, yaml
+import lbsync, lbsync_lab
+for m in (jinja2, kubernetes, prometheus_client, pytest, structlog, tenacity, urllib3, yaml):
+    assert m.__file__.startswith("/usr/lib/python3/dist-packages/"), m.__file__
+for m in (lbsync, lbsync_lab):
+    assert m.__file__.startswith("/src/lbsync/"), m.__file__
+print(f"test-trixie: suite on Python {sys.version.split()[0]}, kubernetes {kubernetes.__version__} "
+      f"from {kubernetes.__file__.rsplit('/', 2)[0]}, lbsync from {lbsync.__file__.rsplit('/', 2)[0]}")
+PY
     PYTHONPATH=/src/lbsync:/src/lbsync/lab python3 -m pytest -q -p no:cacheprovider
 }
 for s in $(steps "$@"); do

@@ -47,15 +47,16 @@ apt-get install -y --no-install-recommends "./$DEB" nginx >/dev/null
 ok "installed $DEB"
 
 # PID 1 of the namespaces: private /run, /tmp, /etc/nginx/conf.d, then systemd.
+# The probe is copied before /tmp is covered: the checkout may live under /tmp.
 BOOT='
 set -e
 mount --make-rprivate /
 mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/lbsync-test /run/systemd/system/lbsync.service.d
+cp "$REPO/packaging/sandbox-probe.py" /run/lbsync-test/probe.py
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=0755 tmpfs /etc/nginx/conf.d
 cp /usr/share/doc/lbsync/examples/nginx/lbsync.conf /etc/nginx/conf.d/lbsync.conf
-mkdir -p /run/lbsync-test /run/systemd/system/lbsync.service.d
-cp "$REPO/packaging/sandbox-probe.py" /run/lbsync-test/probe.py
 printf "[Service]\nExecStart=\nExecStart=/usr/bin/python3 /run/lbsync-test/probe.py\n" \
     > /run/systemd/system/lbsync.service.d/probe.conf
 printf "[Unit]\nDescription=lbsync sandbox test\nWants=dbus.service polkit.service nginx.service\n" \

@@ -33,12 +33,16 @@ UNSHARE_PID=""
 SD=""
 cleanup() {
     if [ -n "$SD" ]; then kill -KILL "$SD" 2>/dev/null || true; fi
-    if [ -n "$UNSHARE_PID" ]; then wait "$UNSHARE_PID" 2>/dev/null || true; fi
+    if [ -n "$UNSHARE_PID" ]; then
+        kill -KILL "$UNSHARE_PID" 2>/dev/null || true  # it ignores SIGTERM while it waits
+        wait "$UNSHARE_PID" 2>/dev/null || true
+    fi
     if dpkg-query -W -f='${Status}' lbsync 2>/dev/null | grep -q installed; then
         apt-get purge -y lbsync >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 
 if dpkg-query -W -f='${Status}' lbsync 2>/dev/null | grep -q installed; then
     apt-get purge -y lbsync >/dev/null
@@ -70,7 +74,8 @@ done
 export container=lbsync-test
 exec /lib/systemd/systemd --system --unit=lbsync-test.target
 '
-REPO=$REPO unshare --pid --mount --net --uts --ipc --fork --mount-proc sh -c "$BOOT" \
+# --kill-child: should unshare itself be killed, systemd (the namespaces' PID 1) goes with it.
+REPO=$REPO unshare --pid --mount --net --uts --ipc --fork --kill-child --mount-proc sh -c "$BOOT" \
     >/tmp/test-sandbox.boot.log 2>&1 &
 UNSHARE_PID=$!
 i=0

@@ -167,7 +167,9 @@ run() {
     cleanup() {
         rc=$?
         trap - EXIT INT TERM
-        if [ -n "$NS_PID" ]; then kill -TERM "$NS_PID" 2>/dev/null || true; wait "$NS_PID" 2>/dev/null || true; fi
+        # unshare ignores SIGTERM while it waits for its child: SIGKILL ends it, and
+        # --kill-child then ends the namespaces' PID 1, and with it every process in them.
+        if [ -n "$NS_PID" ]; then kill -KILL "$NS_PID" 2>/dev/null || true; wait "$NS_PID" 2>/dev/null || true; fi
         # Never delete through a mount (the checkout is bound in there, in the namespace).
         if grep -q " $ROOT[/ ]" /proc/self/mountinfo; then
             echo "$ME: something is still mounted under $ROOT: not deleting it" >&2

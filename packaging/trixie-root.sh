@@ -171,7 +171,7 @@ run() {
         # --kill-child then ends the namespaces' PID 1, and with it every process in them.
         if [ -n "$NS_PID" ]; then kill -KILL "$NS_PID" 2>/dev/null || true; wait "$NS_PID" 2>/dev/null || true; fi
         # Never delete through a mount (the checkout is bound in there, in the namespace).
-        if grep -q " $ROOT[/ ]" /proc/self/mountinfo; then
+        if grep -q " ${ROOT}[/ ]" /proc/self/mountinfo; then
             echo "$ME: something is still mounted under $ROOT: not deleting it" >&2
             rc=1
         else

@@ -54,6 +54,9 @@ SUPPRESS=
 if lintian-explain-tags package-supports-alternative-init-but-no-init.d-script >/dev/null 2>&1; then
     SUPPRESS="--suppress-tags package-supports-alternative-init-but-no-init.d-script"
 fi
+# Its own TMPDIR: lintian leaves mldbm-elf-* files behind in /tmp.
+LINTIAN_TMP=$(mktemp -d)
+trap 'rm -rf "$LINTIAN_TMP"' EXIT
 # shellcheck disable=SC2086
-lintian -I $SUPPRESS --fail-on error,warning "$BUILD"/lbsync_"${VERSION}"_*.changes
+TMPDIR=$LINTIAN_TMP lintian -I $SUPPRESS --fail-on error,warning "$BUILD"/lbsync_"${VERSION}"_*.changes
 echo "build-deb: built dist/$DEB"

@@ -41,6 +41,7 @@ def apply(new: Mapping[Path, bytes], cfg: NginxConfig, servers: Mapping[str, lis
     `servers` (per upstream) is recorded with the files' digest, so that the next pass knows
     what NGINX runs without reading files back.
     """
+    files.check_output_dir(cfg.servers_dir)
     record = files.read_record(cfg.servers_dir, cfg.state_dir)
     previous = _servers(record)
     digest = files.digest(new)

@@ -245,8 +245,18 @@ class SyncConfig:
 @dataclass(frozen=True)
 class HttpConfig:
     listen: str = setting("127.0.0.1:9108", parse=_listen, kind="HOST:PORT",
-                          help="Health, metrics and status of `lbsync run`. Keep it on "
-                          "loopback: the gateway faces the internet.")
+                          help="Health, metrics and status of `lbsync run`, and POST /sync. "
+                          "A loopback address unless allow_remote: the gateway faces the "
+                          "internet.")
+    allow_remote: bool = setting(
+        False, help="Let http.listen be a non-loopback address (e.g. for a Prometheus on "
+        "another host; then firewall it). lbsync warns at start.")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("listen", "not a loopback address; set {p}allow_remote: true to expose /status "
+             "and POST /sync beyond this host",
+             lambda h: h.allow_remote or h.is_loopback),
+    )
 
     @property
     def host(self) -> str:

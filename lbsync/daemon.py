@@ -167,6 +167,9 @@ class Daemon:
               else contextlib.nullcontext()):
             self.kube = self.kube_factory(self.cfg)
             self._start_watchers()
+            if not self.cfg.http.is_loopback:
+                self.log.warning("http.listen is not on loopback: /status and POST /sync are "
+                                 "reachable from the network", listen=self.cfg.http.listen)
             self.log.info("started", servers_dir=str(self.cfg.nginx.servers_dir),
                           upstreams=[u.name for u in self.cfg.upstreams],
                           api=self.kube.server)

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import structlog
 
 from lbsync.config import LogConfig
+from lbsync.text import printable
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
@@ -35,8 +36,12 @@ def setup(cfg: LogConfig, *, stream: TextIO | None = None, level: str | None = N
     fmt = cfg.format or ("console" if stream.isatty() else "json")
     numeric = _LEVELS[level or cfg.level]
     renderer: Any
+    safe: list[Any] = []
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        # JSON escapes control characters itself; a console line must not carry a raw ESC
+        # sequence from a node name to the operator's terminal.
+        safe = [_printable_values]
     else:
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     structlog.configure(
@@ -45,6 +50,7 @@ def setup(cfg: LogConfig, *, stream: TextIO | None = None, level: str | None = N
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *safe,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -55,6 +61,11 @@ def setup(cfg: LogConfig, *, stream: TextIO | None = None, level: str | None = N
     root.handlers[:] = [_ToStructlog()]
     # The client libraries are chatty at debug; keep them at warning unless we debug.
     root.setLevel(numeric if numeric == logging.DEBUG else logging.WARNING)
+
+
+def _printable_values(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {k: printable(v, 2000) if isinstance(v, str) and k != "exception" else v
+            for k, v in event.items()}
 
 
 def get(name: str = "lbsync") -> Any:

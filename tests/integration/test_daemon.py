@@ -4,6 +4,7 @@ API emulator, a real nginx and stand-in nodes."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -315,3 +316,21 @@ def test_periodic_resync_relists_and_runs_a_pass(
     eventually(lambda: d.metric("lbsync_syncs_total", result="unchanged") >= 1, 10,
                "a resync pass")
     assert d.metric("lbsync_reloads_total", result="success") == 1
+
+
+def test_readiness_fails_when_a_reflector_thread_is_dead(
+    api: ApiServer, standins: StandinPool, run_daemon: Callable[..., Running]
+) -> None:
+    """Before: a reflector thread killed by one payload left /readyz at 200 for good."""
+    add_cluster(api, standins, 1)
+    d = run_daemon()
+    d.converged(hp(1))
+    assert d.get("/readyz")[0] == 200
+    reflector = d.daemon.watchers.reflectors[0]  # type: ignore[union-attr]
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    reflector.thread = dead  # what an uncaught exception would leave
+    status, body = d.get("/readyz")
+    assert status == 503 and "reflector thread died" in json.loads(body)["reason"]
+    assert d.metric("lbsync_ready") == 0

@@ -43,7 +43,7 @@ def apply(new: Mapping[Path, bytes], cfg: NginxConfig, servers: Mapping[str, lis
     """
     files.check_output_dir(cfg.servers_dir)
     record = files.read_record(cfg.servers_dir, cfg.state_dir)
-    previous = _servers(record)
+    previous = servers_of(record)
     digest = files.digest(new)
     old = {path: files.read(path) for path in new}
     if not force and record is not None and record.get("digest") == digest and \
@@ -88,7 +88,8 @@ def _restore(old: Mapping[Path, bytes | None], new: Mapping[Path, bytes]) -> Non
             files.restore(path, data)
 
 
-def _servers(record: Mapping[str, Any] | None) -> dict[str, list[str]] | None:
+def servers_of(record: Mapping[str, Any] | None) -> dict[str, list[str]] | None:
+    """The per-upstream servers a record names (None: no usable record)."""
     upstreams = (record or {}).get("upstreams")
     if not isinstance(upstreams, dict):
         return None

@@ -150,6 +150,44 @@ class UpstreamConfig:
         return self.service or ""
 
 
+def _status_range(value: Any, key: str) -> tuple[int, int]:
+    low, high = schema.port_range(value if not isinstance(value, int) else f"{value}-{value}",
+                                  key)
+    if not 100 <= low <= high <= 599:
+        raise ConfigError(f"{key}: {value!r}: expected an HTTP status or LOW-HIGH, e.g. 200-399")
+    return low, high
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    enabled: bool = setting(True, help="Probe each server from the gateway, so that a crashed "
+                            "or hung node leaves NGINX in seconds, not after the ~40 s its Ready "
+                            "condition takes.")
+    kind: str = setting("http", choices=("http", "tcp"),
+                        help="An HTTP GET of `path` on the server's port, or only a TCP connect "
+                        "(which a hung node still accepts: its kernel answers for it).")
+    path: str = setting("/", pattern=r"/[!-~]{0,255}", kind="URL path",
+                        help="For kind http: the path to GET.")
+    expect: tuple[int, int] = setting(
+        (200, 499), parse=_status_range, kind="LOW-HIGH",
+        help="For kind http: the statuses that mean up (Kong answers an unknown route with "
+        "404, which still proves the node forwards to Kong).")
+    interval: float = setting(2.0, low=0.1, high=300, help="Seconds between two probes of a "
+                              "server.")
+    timeout: float = setting(1.0, low=0.05, high=60, help="Seconds a probe may take.")
+    rise: int = setting(2, low=1, high=100, help="Successes in a row that bring a down "
+                        "server back.")
+    fall: int = setting(3, low=1, high=100, help="Failures in a row that take a server out "
+                        "(a server never seen up leaves at its first failure).")
+    concurrency: int = setting(32, low=1, high=1024,
+                               help="Probes in flight at once, at most: 5,000 nodes must not "
+                               "mean 5,000 sockets.")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("timeout", "must be shorter than {p}interval", lambda p: p.timeout < p.interval),
+    )
+
+
 @dataclass(frozen=True)
 class NodesConfig:
     address_type: str = setting("InternalIP", choices=("InternalIP", "ExternalIP"),
@@ -174,6 +212,14 @@ class NodesConfig:
         help="Node ports outside this range are refused (kube-apiserver's "
         "--service-node-port-range): a Service must not point NGINX at a host port such as "
         "22 or lbsync's own.")
+    max_shrink: float = setting(
+        0.5, low=0, high=1,
+        help="The largest share of an upstream's servers one pass may remove. A bigger drop "
+        "(a control-plane or network outage looks like that) is held back until it has "
+        "lasted nodes.shrink_confirm seconds.")
+    shrink_confirm: float = setting(60.0, low=0, high=86_400,
+                                    help="Seconds a big drop must last before it is applied.")
+    probe: ProbeConfig = section(ProbeConfig, help="Active health checks from the gateway.")
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,10 @@ from lbsync.cache import NODES, ClusterCache, Dirty
 from lbsync.config import Config
 from lbsync.desired import Plan
 from lbsync.errors import ApplyError, ConfigError, LbsyncError, SyncError
+from lbsync.guard import Held
 from lbsync.metrics import Metrics
 from lbsync.notify import Notifier
+from lbsync.probe import Prober
 from lbsync.sync import PassResult, load_template, sync_pass
 from lbsync.watch import Reflector
 
@@ -127,6 +129,9 @@ class Daemon:
         self.failing_since: float | None = None  # monotonic, first failed pass of a streak
         self.last_error = ""
         self.plan: Plan | None = None
+        self.prober: Prober | None = None
+        self.held: tuple[Held, ...] = ()
+        self._shrink_since: float | None = None  # monotonic: when a held-back drop began
         self._reloaded_mono = float("-inf")
         self._failed_at: float | None = None
         self._failures = 0
@@ -167,6 +172,7 @@ class Daemon:
               else contextlib.nullcontext()):
             self.kube = self.kube_factory(self.cfg)
             self._start_watchers()
+            self._start_prober()
             if not self.cfg.http.is_loopback:
                 self.log.warning("http.listen is not on loopback: /status and POST /sync are "
                                  "reachable from the network", listen=self.cfg.http.listen)
@@ -182,8 +188,25 @@ class Daemon:
                 self.notifier.stopping()
                 if self.watchers is not None:
                     self.watchers.close()
+                if self.prober is not None:
+                    self.prober.stop()
                 self.log.info("stopped")
         return 0
+
+    def _start_prober(self) -> None:
+        """Probes feed the cache's dirty flag: a server turning up or down is one more
+        change, picked up by the next (debounced, level-triggered) pass."""
+        if self.prober is not None:
+            self.prober.stop()
+            self.prober = None
+        if self.cfg.nodes.probe.enabled:
+            self.prober = Prober(self.cfg.nodes.probe, self._probe_changed,
+                                 self.metrics.count_probe)
+            self.prober.start()
+
+    def _probe_changed(self) -> None:
+        if self.watchers is not None:
+            self.watchers.cache.mark_dirty()
 
     def _start_watchers(self) -> None:
         assert self.kube is not None
@@ -253,8 +276,10 @@ class Daemon:
             return
         snapshot, dirty = self.watchers.cache.take()
         start = time.monotonic()
+        health = self.prober.states() if self.prober is not None else None
         try:
-            result = sync_pass(snapshot, self.cfg, self.template, force=not self._applied_once)
+            result = sync_pass(snapshot, self.cfg, self.template, force=not self._applied_once,
+                               health=health, shrink_confirmed=self._shrink_confirmed())
         except LbsyncError as exc:
             record = self._failed(exc, dirty, start)
         except Exception as exc:  # a bug must not stop the daemon keeping the last good file
@@ -279,6 +304,10 @@ class Daemon:
                 m.event_to_reload.observe(now - dirty.first)
         m.last_success.set(time.time())
         m.set_upstreams({c.name: c.servers for c in result.changes})
+        if self.prober is not None:
+            self.prober.set_targets(result.plan.targets)
+            m.set_probe_targets(self.prober.states().values())
+        self._track_hold(result)
         counts: dict[str, int] = {}
         for v in result.plan.verdicts:
             counts[v.reason.value] = counts.get(v.reason.value, 0) + 1
@@ -303,6 +332,32 @@ class Daemon:
         else:
             self.notifier.status(f"in sync: {', '.join(result.lines())}")
         return PassRecord(time.time(), result.outcome.value, duration, result.lines())
+
+    def _shrink_confirmed(self) -> bool:
+        since = self._shrink_since
+        return since is not None and time.monotonic() - since >= self.cfg.nodes.shrink_confirm
+
+    def _track_hold(self, result: PassResult) -> None:
+        """Start, keep or end the clock of a held-back drop; one warning per episode."""
+        held = sum(len(h.kept) for h in result.held)
+        self.metrics.held_back.set(held)
+        with self._lock:
+            self.held = result.held
+        if not result.held:
+            if self._shrink_since is not None and not self._shrink_confirmed():
+                self.log.info("drop held back is over", held_for=round(
+                    time.monotonic() - self._shrink_since, 1))
+            self._shrink_since = None
+            return
+        if self._shrink_since is None:
+            self._shrink_since = time.monotonic()
+            for h in result.held:
+                self.log.warning("removals held back", detail=h.describe(
+                    self.cfg.nodes.max_shrink), confirm_after=self.cfg.nodes.shrink_confirm)
+            # A pass once the drop has lasted shrink_confirm, to apply it if it still holds.
+            timer = threading.Timer(self.cfg.nodes.shrink_confirm + 0.01, self._probe_changed)
+            timer.daemon = True
+            timer.start()
 
     def _failed(self, exc: LbsyncError, dirty: Dirty | None, start: float) -> PassRecord:
         assert self.watchers is not None
@@ -366,6 +421,8 @@ class Daemon:
             if self.kube is not None:
                 self.kube.close()
             self.kube = kube
+        if new.nodes.probe != old.nodes.probe:
+            self._start_prober()
         if _cluster_key(new) != _cluster_key(old):
             self._start_watchers()
         elif self.watchers is not None:
@@ -395,6 +452,14 @@ class Daemon:
             return False, f"sync failing for {now - failing_since:.0f}s: {last_error}"
         if now - last_ok > self.cfg.sync.resync + grace:
             return False, f"no successful sync for {now - last_ok:.0f}s"
+        if self.prober is not None and not self.prober.alive:
+            return False, "the prober thread died"
+        held = self.held
+        if held and self._shrink_since is not None:
+            # Still serving, from the last good set: ready, and saying why it differs.
+            return True, "; ".join(h.describe(self.cfg.nodes.max_shrink) for h in held) + (
+                f" for {now - self._shrink_since:.0f}s of nodes.shrink_confirm "
+                f"{self.cfg.nodes.shrink_confirm:g}s")
         return True, "ok"
 
     def _source_stale(self, r: Reflector, now: float, grace: float) -> str:
@@ -422,8 +487,13 @@ class Daemon:
             for r in self.watchers.reflectors:
                 watches.append({"source": r.source, "ok": r.health.failing_since is None,
                                 "last_error": r.health.last_error})
+        probes = [] if self.prober is None else [
+            {"target": t.describe(), **s.as_dict()}
+            for t, s in sorted(self.prober.states().items(), key=lambda i: i[0].describe())]
         return {
             "ready": ready, "reason": reason, "servers_dir": str(self.cfg.nginx.servers_dir),
+            "held_back": [{"upstream": h.upstream, "servers": list(h.kept)} for h in self.held],
+            "probes": probes,
             "identity": self.cfg.identity, "config": str(self.config_path or ""),
             "started": self.started, "last_reload": self.last_reload,
             "last_sync": None if last is None else {

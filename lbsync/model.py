@@ -57,6 +57,8 @@ class Service:
     name: str
     type: str = "ClusterIP"
     ports: tuple[ServicePort, ...] = ()
+    external_traffic_policy: str = "Cluster"
+    health_check_node_port: int | None = None
 
     @property
     def ref(self) -> str:
@@ -144,11 +146,14 @@ def service_from_json(obj: Mapping[str, Any]) -> Service:
             node_port=node_port if _is_port(node_port) else None,
             protocol=_str(p.get("protocol")) or "TCP",
         ))
+    hc_port = spec.get("healthCheckNodePort")
     return Service(
         namespace=_str(meta.get("namespace")),
         name=_str(meta.get("name")),
         type=_str(spec.get("type")) or "ClusterIP",
         ports=tuple(ports),
+        external_traffic_policy=_str(spec.get("externalTrafficPolicy")) or "Cluster",
+        health_check_node_port=hc_port if _is_port(hc_port) else None,
     )
 
 

@@ -95,6 +95,7 @@ def test_failing_nginx_test_keeps_the_previous_file_and_nginx_serving(
     workers = nginx.wait_reloaded(workers)
     (nginx.conf_d / "other.conf").write_text("upstream broken { server ; }\n")
     api.put(objects.node("node-3", addr(3)))
+    standins.add("node-3", addr(3), 32001)  # up, or its failing probe would leave it out
 
     result = lbsync("-c", str(cfg_path), "once")
     assert result.returncode == 1
@@ -264,3 +265,15 @@ def test_a_pass_killed_during_the_test_is_redone_by_the_next_one(
     assert result.stdout.endswith(", reloaded\n"), result.stdout
     nginx.wait_reloaded(workers)
     assert nginx.servers() == {hp(1), hp(2)}
+
+
+def test_once_probes_and_leaves_out_a_node_that_refuses(
+    api: ApiServer, nginx: PrivateNginx, standins: StandinPool, cfg_path: Path
+) -> None:
+    """Ready in the API, but nothing answers on its node port: one probe round says so."""
+    add_cluster(api, standins, 3)
+    standins.nodes["node-2"].crash()
+    result = lbsync("-c", str(cfg_path), "once")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "k8s_cluster: 2 nodes (+2 -0), reloaded\n"
+    assert nginx.servers() == {hp(1), hp(3)}

@@ -6,38 +6,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from lbsync_lab.inprocess import Running, eventually
-from lbsync_lab.nginx import PrivateNginx, free_port
+from lbsync_lab.nginx import PrivateNginx
 from lbsync_lab.nodes import StandinPool
-from lbsync_lab.rig import add_cluster, addr, hp, write_config
+from lbsync_lab.rig import add_cluster, addr, hp
 from lbsync_lab.sim import ApiServer, objects
 from prometheus_client.parser import text_string_to_metric_families
-
-FAST = {"debounce": 0.1, "max_delay": 1.0, "min_reload_interval": 0.2,
-        "ready_after_failure": 1.5, "watch_timeout": 30}
-
-
-@pytest.fixture
-def run_daemon(
-    tmp_path: Path, api: ApiServer, nginx: PrivateNginx
-) -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
-    def start(**sections: Any) -> Running:
-        sync = {**FAST, **sections.pop("sync", {})}
-        path = write_config(tmp_path / "config.yaml", api, nginx, sync=sync,
-                            http={"listen": f"127.0.0.1:{free_port()}"}, **sections)
-        started.append(Running.start(path, nginx))
-        return started[-1]
-
-    yield start
-    for running in started:
-        running.stop()
 
 
 def ready_node(name: str, address: str, ready: bool = True) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from lbsync.config import Config, NodesConfig, ProbeConfig, UpstreamConfig
 from lbsync.errors import SyncError
 from lbsync.health import Target, TargetState, target_for
 from lbsync.health import up as health_up
+from lbsync.loadbalancer import Backend, LBPlan, plan_lb
 from lbsync.model import AUTOSCALER_TAINT, Node, Service, Snapshot
 from lbsync.text import printable
 
@@ -110,6 +111,7 @@ class Plan:
     upstreams: tuple[Upstream, ...]
     verdicts: tuple[NodeVerdict, ...]
     targets: frozenset[Target] = frozenset()  # what to probe: every candidate server's check
+    lb: LBPlan | None = None  # LoadBalancer Services, when loadbalancer.enabled
 
     @property
     def eligible_count(self) -> int:
@@ -232,17 +234,26 @@ def plan(snapshot: Snapshot, config: Config,
         port = node_port_for(up, snapshot.services, config.nodes.port_range)
         candidates = [Server(v.address, port, v.name) for v in eligible if v.address is not None]
         service = snapshot.services.get(up.service_ref) if up.service is not None else None
-        checks = {s: _target(s, service, config.nodes.probe) for s in candidates}
+        checks = {s: _target(s, service, config.nodes.probe, up.context) for s in candidates}
         targets.update(t for t in checks.values() if t is not None)
         source = "node_port" if up.node_port is not None else f"{up.service_ref}:{up.port}"
         upstreams.append(_probed(up.name, port, source, checks, health, config.nodes.min_nodes))
-    return Plan(tuple(upstreams), verdicts, frozenset(targets))
+    lb = None
+    if config.loadbalancer.enabled:
+        backends = [Backend(str(v.address), "", v.name) for v in eligible
+                    if v.address is not None]
+        lb = plan_lb(snapshot.services, backends, config.loadbalancer, config.nodes.probe,
+                     health)
+        targets.update(lb.targets)
+    return Plan(tuple(upstreams), verdicts, frozenset(targets), lb)
 
 
-def _target(server: Server, service: Service | None, probe: ProbeConfig) -> Target | None:
+def _target(server: Server, service: Service | None, probe: ProbeConfig,
+            context: str = "http") -> Target | None:
     if not probe.enabled:
         return None
-    return target_for(str(server.address), server.port, service, probe.kind, probe.path,
+    kind = "tcp" if context == "stream" else probe.kind  # a stream port may not speak HTTP
+    return target_for(str(server.address), server.port, service, kind, probe.path,
                       probe.expect)
 
 

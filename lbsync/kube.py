@@ -466,3 +466,73 @@ def retrying(*, attempts: int, max_wait: float = 2.0,
         sleep=sleep,
         reraise=True,
     )
+
+
+# --- writes of LoadBalancer mode: Service status, Events, the leader Lease -----------------
+# Only in loadbalancer mode, only by the Lease holder; each is one request, retried by the
+# next pass (level-triggered), never in a loop here.
+
+FIELD_MANAGER = "lbsync"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+
+
+def services_all() -> Source[Service]:
+    """Every Service in the cluster (loadbalancer mode picks the LoadBalancer ones): field
+    selectors on Services only know names and namespaces, so the type is filtered here."""
+    return Source("/api/v1/services", {}, service_from_json, lambda s: s.ref, "services")
+
+
+def _ns(namespace: str) -> str:
+    return quote(namespace, safe="")
+
+
+def patch_service_status(client: Client, namespace: str, name: str,
+                         ingress: list[dict[str, str]]) -> None:
+    """Server-side apply of status.loadBalancer.ingress with lbsync's own field manager; an
+    empty list gives up lbsync's entries (apply removes what a manager stops sending)."""
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": name, "namespace": namespace},
+                            "status": {"loadBalancer": {"ingress": ingress} if ingress else {}}}
+    client.call("PATCH", f"/api/v1/namespaces/{_ns(namespace)}/services/"
+                f"{quote(name, safe='')}/status", what=f"status of Service {namespace}/{name}",
+                query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                body=json.dumps(body).encode(), content_type="application/apply-patch+yaml")
+
+
+def create_event(client: Client, service: Service, reason: str, message: str,
+                 kind: str = "Warning") -> None:
+    """A core/v1 Event about a Service, as controllers report what they could not do."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{service.name[:200]}.lbsync-",
+                         "namespace": service.namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Service", "name": service.name,
+                               "namespace": service.namespace, "uid": service.uid},
+            "reason": reason, "message": message[:1024], "type": kind,
+            "source": {"component": "lbsync"}, "firstTimestamp": now, "lastTimestamp": now,
+            "count": 1}
+    client.call("POST", f"/api/v1/namespaces/{_ns(service.namespace)}/events",
+                what=f"event on Service {service.ref}", body=json.dumps(body).encode(),
+                content_type="application/json")
+
+
+def get_lease(client: Client, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return client.json("GET", LEASES.format(ns=_ns(namespace)) + "/" + quote(name, safe=""),
+                           what=f"Lease {namespace}/{name}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def write_lease(client: Client, lease: dict[str, Any], *, create: bool) -> dict[str, Any]:
+    """Create the Lease, or replace it (the body's resourceVersion makes this fail with 409
+    when another gateway wrote it first: optimistic concurrency, as client-go does)."""
+    meta = lease["metadata"]
+    path = LEASES.format(ns=_ns(meta["namespace"]))
+    if not create:
+        path += "/" + quote(meta["name"], safe="")
+    return client.json("POST" if create else "PUT", path,
+                       what=f"Lease {meta['namespace']}/{meta['name']}",
+                       body=json.dumps(lease).encode(), content_type="application/json")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from lbsync import files, kube, logs, probe, render
+from lbsync import files, kube, loadbalancer, logs, probe, render, serverlines
 from lbsync.apply import Outcome, apply, servers_of
 from lbsync.config import Config
 from lbsync.desired import Plan, Reason, plan
@@ -50,7 +50,12 @@ class PassResult:
     def lines(self) -> list[str]:
         """One human line per upstream: `k8s_cluster: 3 nodes (+1 -0), reloaded`."""
         held = {h.upstream: h for h in self.held}
-        return [
+        lb = self.plan.lb
+        listeners = [] if lb is None else [
+            f"loadbalancer: {len(lb.listeners)} listeners for {len(lb.served)} Services"
+            + (f", {len(lb.problems)} ports left out" if lb.problems else "")
+            + f", {self.outcome.value}"]
+        return listeners + [
             f"{c.name}: {c.servers} {'node' if c.servers == 1 else 'nodes'} "
             f"(+{len(c.added)} -{len(c.removed)}), {self.outcome.value}"
             + (f"; {len(held[c.name].kept)} removals held back" if c.name in held else "")
@@ -97,7 +102,11 @@ def render_files(decided: Plan, config: Config, template: jinja2.Template) -> di
     texts = render.render(decided, template, config.nginx.server_options,
                           allow_loopback=config.nodes.allow_loopback,
                           port_range=config.nodes.port_range)
-    return {config.nginx.servers_file(name): text for name, text in texts.items()}
+    out = {config.nginx.servers_file(name): text for name, text in texts.items()}
+    if decided.lb is not None:
+        out[config.nginx.servers_dir / serverlines.STREAM_FILE] = loadbalancer.render_stream(
+            decided.lb, config.loadbalancer.addresses, config.nginx.server_options)
+    return out
 
 
 def log_untrusted(decided: Plan) -> None:

@@ -259,6 +259,10 @@ class NginxConfig:
     command_timeout: float = setting(30.0, low=1, high=600,
                                      help="Seconds before the test or reload command counts "
                                      "as failed.")
+    error_log: Path | None = setting(
+        None, help="nginx's error log, when lbsync may read it (with nginx.pid_file): a "
+        "refused reload is then known at once, with nginx's own words (which port another "
+        "process holds). Unset with the packaged units, whose root side reads it.")
     state_dir: Path = setting(
         Path("/run/lbsync"), help="Where lbsync keeps its lock and the record of what NGINX "
         "last loaded (mode 0700; systemd's RuntimeDirectory).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 import threading
 import time
@@ -38,7 +39,8 @@ from lbsync.sync import PassResult, load_template, sync_pass
 from lbsync.text import printable
 from lbsync.watch import Reflector
 
-TICK = 1.0  # the loop wakes at least this often: watchdog, readiness, retries
+TICK = 1.0
+PORT_QUARANTINE = 300.0  # seconds a port NGINX could not listen on is left out  # the loop wakes at least this often: watchdog, readiness, retries
 MAX_PASS_BACKOFF = 30.0
 
 
@@ -139,6 +141,8 @@ class Daemon:
         self.plan: Plan | None = None
         self.prober: Prober | None = None
         self.elector: Elector | None = None
+        self._listening: set[tuple[str, int]] = set()  # listeners NGINX runs
+        self._port_trouble: dict[tuple[str, int], float] = {}  # left out since (monotonic)
         self.status_writer: StatusWriter | None = None
         self.held: tuple[Held, ...] = ()
         self._shrink_since: float | None = None  # monotonic: when a held-back drop began
@@ -319,7 +323,8 @@ class Daemon:
         health = self.prober.states() if self.prober is not None else None
         try:
             result = sync_pass(snapshot, self.cfg, self.template, force=not self._applied_once,
-                               health=health, shrink_confirmed=self._shrink_confirmed())
+                               health=health, shrink_confirmed=self._shrink_confirmed(),
+                               unavailable=self._unavailable_ports())
         except LbsyncError as exc:
             record = self._failed(exc, dirty, start)
         except Exception as exc:  # a bug must not stop the daemon keeping the last good file
@@ -375,10 +380,36 @@ class Daemon:
             self.notifier.status(f"in sync: {', '.join(result.lines())}")
         return PassRecord(time.time(), result.outcome.value, duration, result.lines())
 
+    def _unavailable_ports(self) -> frozenset[tuple[str, int]]:
+        now = time.monotonic()
+        self._port_trouble = {k: t for k, t in self._port_trouble.items()
+                              if now - t < PORT_QUARANTINE}
+        return frozenset(self._port_trouble)
+
+    def _suspect_ports(self, exc: ApplyError) -> None:
+        """A reload NGINX refused after this pass added listeners: the new ports are the
+        likely cause (another process holds one). Leave them out for a while, so that every
+        other Service's changes go through; the pass is retried at once without them."""
+        refused = exc.plan
+        if exc.stage != "reload" or not isinstance(refused, Plan) or refused.lb is None:
+            return
+        new = {(li.protocol, li.port) for li in refused.lb.listeners} - self._listening
+        # nginx names the port it could not bind: "bind() to 203.0.113.10:443 failed".
+        named = {int(p) for p in re.findall(r"bind\(\) to \S+:(\d+) failed", str(exc))}
+        if named:
+            new = {k for k in new if k[1] in named}
+        if new:
+            now = time.monotonic()
+            self._port_trouble.update(dict.fromkeys(new, now))
+            self.log.warning("listeners left out after a refused reload",
+                             ports=sorted(f"{p}/{proto}" for proto, p in new))
+            self._retry_soon()
+
     def _write_statuses(self, result: PassResult, snapshot: Snapshot) -> None:
         lb = result.plan.lb
         if lb is None:
             return
+        self._listening = {(li.protocol, li.port) for li in lb.listeners}
         problems = {p.service for p in lb.problems}
         self.metrics.lb_services.labels(state="served").set(len(lb.served))
         self.metrics.lb_services.labels(state="problem").set(len(problems))
@@ -427,6 +458,7 @@ class Daemon:
         if isinstance(exc, ApplyError):
             stage = "test_failed" if exc.stage == "test" else "reload_failed"
             self.metrics.reloads.labels(result=stage).inc()
+            self._suspect_ports(exc)
         with self._lock:
             if self.failing_since is None:
                 self.failing_since = now

@@ -213,7 +213,8 @@ def _service_node_port(upstream: UpstreamConfig, services: Mapping[str, Service]
 
 
 def plan(snapshot: Snapshot, config: Config,
-         health: Mapping[Target, TargetState] | None = None) -> Plan:
+         health: Mapping[Target, TargetState] | None = None,
+         unavailable: frozenset[tuple[str, int]] = frozenset()) -> Plan:
     """Turn a cluster snapshot (and the probes' results) into the upstreams to write.
 
     Raises SyncError when refusing. Without `health` (no probe has run), every eligible node
@@ -243,7 +244,7 @@ def plan(snapshot: Snapshot, config: Config,
         backends = [Backend(str(v.address), "", v.name) for v in eligible
                     if v.address is not None]
         lb = plan_lb(snapshot.services, backends, config.loadbalancer, config.nodes.probe,
-                     health)
+                     health, unavailable)
         targets.update(lb.targets)
     return Plan(tuple(upstreams), verdicts, frozenset(targets), lb)
 

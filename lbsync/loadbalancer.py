@@ -80,8 +80,10 @@ def upstream_name(service: str, protocol: str, port: int) -> str:
 
 def plan_lb(services: Mapping[str, Service], backends: Sequence[Backend],
             cfg: LoadBalancerConfig, probe: ProbeConfig,
-            health: Mapping[Target, TargetState] | None) -> LBPlan:
-    """The listeners, statuses and problems for every selected Service."""
+            health: Mapping[Target, TargetState] | None,
+            unavailable: frozenset[tuple[str, int]] = frozenset()) -> LBPlan:
+    """The listeners, statuses and problems for every selected Service. `unavailable`:
+    (protocol, port) that NGINX could not listen on lately (another process holds it)."""
     ours = tuple(cfg.addresses) if not cfg.hostname else (cfg.hostname,)
     chosen = sorted((s for s in services.values() if selected(s, cfg)),
                     key=lambda s: (s.created, s.namespace, s.name))
@@ -91,7 +93,7 @@ def plan_lb(services: Mapping[str, Service], backends: Sequence[Backend],
     targets: set[Target] = set()
     served = []
     for svc in chosen:
-        got = _listeners(svc, backends, cfg, taken, problems)
+        got = _listeners(svc, backends, cfg, taken, problems, unavailable)
         for listener in got:
             kept, checks = _probed(listener, probe, health)
             targets.update(checks)
@@ -105,10 +107,15 @@ def plan_lb(services: Mapping[str, Service], backends: Sequence[Backend],
 
 
 def _listeners(svc: Service, backends: Sequence[Backend], cfg: LoadBalancerConfig,
-               taken: dict[tuple[str, int], str], problems: list[Problem]) -> list[Listener]:
+               taken: dict[tuple[str, int], str], problems: list[Problem],
+               unavailable: frozenset[tuple[str, int]]) -> list[Listener]:
     out = []
     for p in svc.ports:
         why = _refused(svc, p.port, p.protocol, p.node_port, cfg, taken)
+        if why is None and (p.protocol, p.port) in unavailable:
+            why = ("PortUnavailable", f"NGINX could not listen on port {p.port}/{p.protocol} "
+                                      "(another process on the gateway holds it?); retried "
+                                      "in a few minutes")
         if why is not None:
             problems.append(Problem(svc.ref, *why))
             continue

@@ -19,6 +19,7 @@ from lbsync import files, kube, loadbalancer, logs, probe, render, serverlines
 from lbsync.apply import Outcome, apply, servers_of
 from lbsync.config import Config
 from lbsync.desired import Plan, Reason, plan
+from lbsync.errors import ApplyError
 from lbsync.guard import Held, limit_shrink
 from lbsync.health import Target, TargetState
 from lbsync.model import Service, Snapshot
@@ -121,20 +122,25 @@ def log_untrusted(decided: Plan) -> None:
 
 def sync_pass(snapshot: Snapshot, config: Config, template: jinja2.Template, *,
               force: bool = False, health: Mapping[Target, TargetState] | None = None,
-              shrink_confirmed: bool = False) -> PassResult:
+              shrink_confirmed: bool = False,
+              unavailable: frozenset[tuple[str, int]] = frozenset()) -> PassResult:
     """Plan (with the probes' results), guard, render and apply. The caller holds the lock.
 
     `force`: test and reload even when the record says NGINX already runs these bytes (the
     daemon's first pass). `shrink_confirmed`: a big drop has lasted long enough to apply.
     """
     previous = recorded_servers(config)
-    guarded = limit_shrink(plan(snapshot, config, health), previous, config.nodes.max_shrink,
-                           shrink_confirmed)
+    guarded = limit_shrink(plan(snapshot, config, health, unavailable), previous,
+                           config.nodes.max_shrink, shrink_confirmed)
     decided = guarded.plan
     log_untrusted(decided)
     texts = render_files(decided, config, template)
-    applied = apply({path: text.encode("utf-8") for path, text in texts.items()}, config.nginx,
-                    servers(decided), force=force)
+    try:
+        applied = apply({path: text.encode("utf-8") for path, text in texts.items()},
+                        config.nginx, servers(decided), force=force)
+    except ApplyError as exc:
+        exc.plan = decided
+        raise
     return PassResult(decided, applied.outcome, changes(applied.previous, decided),
                       guarded.held)
 

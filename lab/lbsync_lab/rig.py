@@ -101,7 +101,7 @@ def config_doc(api: ApiServer | Path, nginx: PrivateNginx | None, /, **sections:
         doc["nginx"] = {"servers_dir": str(nginx.staged),
                         "test_command": list(nginx.test_command),
                         "reload_command": list(nginx.reload_command),
-                        "pid_file": str(nginx.pid_file),
+                        "pid_file": str(nginx.pid_file), "error_log": str(nginx.error_log),
                         "state_dir": str(nginx.prefix / "lbsync-state")}
     return merge(doc, sections)
 

@@ -213,3 +213,27 @@ def test_two_gateways_one_writer_and_a_failover(
     api.put(lb_service("new", [tcp_port("TCP", free_on(b.address), 32080)]))
     eventually(lambda: ingress(api, "new") == [{"hostname": HOSTNAME}], 10, "gw-b writes")
     (tmp_path / "failover.json").write_text(json.dumps({"failover_seconds": took}))
+
+
+def test_a_port_another_process_holds_does_not_block_the_other_services(
+        api: ApiServer, standins: StandinPool, gateways: Callable[[str, int], Gateway]) -> None:
+    """nginx -t passes, the reload does not take (bind fails): lbsync leaves the new port out
+    and every other Service's listener goes through."""
+    for ns in ("apps", "kong"):
+        api.put(objects.namespace(ns))
+    api.put(objects.node("node-1", addr(1)))
+    standins.add("node-1", addr(1), 32080)
+    gw = gateways("gw-a", 30)
+    eventually(gw.leading, 20, "gw-a leading")
+    with socket.socket() as squatter:
+        squatter.bind((gw.address, 0))
+        squatter.listen()
+        held = squatter.getsockname()[1]
+        ok_port = free_on(gw.address)
+        api.put(lb_service("blocked", [tcp_port("TCP", held, 32080)]))
+        api.put(lb_service("fine", [tcp_port("TCP", ok_port, 32080)]))
+        eventually(lambda: events(api, "PortUnavailable"), 20, "a PortUnavailable Event")
+        eventually(lambda: not refused(gw.address, ok_port), 20, "the fine listener")
+        assert http_get(gw.address, ok_port) == "node-1"
+        eventually(lambda: ingress(api, "fine") == [{"hostname": HOSTNAME}], 10)
+        assert ingress(api, "blocked") == []

@@ -39,8 +39,8 @@ from lbsync.sync import PassResult, load_template, sync_pass
 from lbsync.text import printable
 from lbsync.watch import Reflector
 
-TICK = 1.0
-PORT_QUARANTINE = 300.0  # seconds a port NGINX could not listen on is left out  # the loop wakes at least this often: watchdog, readiness, retries
+TICK = 1.0  # the loop wakes at least this often: watchdog, readiness, retries
+PORT_QUARANTINE = 300.0  # seconds a port NGINX could not listen on is left out
 MAX_PASS_BACKOFF = 30.0
 
 

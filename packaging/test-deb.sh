@@ -100,7 +100,7 @@ check "system user lbsync" sh -c '
     [ "$uid" -lt 1000 ] && [ "$home" = /nonexistent ] && [ "$sh" = /usr/sbin/nologin ]'
 check "group lbsync is the user's primary group" \
     sh -c '[ "$(id -gn lbsync)" = lbsync ]'
-check "/var/lib/lbsync lbsync:lbsync 0755" stat_is /var/lib/lbsync lbsync:lbsync 755
+check "/var/lib/lbsync root:root 0755" stat_is /var/lib/lbsync root:root 755
 check "/var/lib/lbsync/servers lbsync:lbsync 0755 (nginx.servers_dir)" \
     stat_is /var/lib/lbsync/servers lbsync:lbsync 755
 check "/run/lbsync lbsync:lbsync 0700 (nginx.state_dir, tmpfiles.d)" \
@@ -111,6 +111,10 @@ check "placeholder /etc/nginx/lbsync/k8s_cluster.servers root:root 0644" \
     stat_is /etc/nginx/lbsync/k8s_cluster.servers root:root 644
 check "placeholder is one server marked down" \
     sh -c '[ "$(cat /etc/nginx/lbsync/k8s_cluster.servers)" = "server 127.0.0.1:9 down;" ]'
+check "user lbsync cannot swap /var/lib/lbsync/servers (root's publisher reads it) for a symlink" \
+    runuser -u lbsync -- sh -c '
+        if mv /var/lib/lbsync/servers /var/lib/lbsync/x 2>/dev/null; then echo "renamed it"; exit 1; fi
+        if ln -s /etc /var/lib/lbsync/y 2>/dev/null; then echo "made a symlink"; exit 1; fi'
 check "user lbsync can write /var/lib/lbsync/servers and /run/lbsync" \
     runuser -u lbsync -- sh -c 'touch /var/lib/lbsync/servers/.probe /run/lbsync/.probe &&
         rm /var/lib/lbsync/servers/.probe /run/lbsync/.probe'

@@ -169,7 +169,7 @@ fi
 check "systemd applied the limits (LimitNOFILE, MemoryMax, TasksMax)" sh -c "
     got=\$(nsenter -t $SD -a systemctl show -p LimitNOFILE -p LimitNOFILESoft -p MemoryMax -p TasksMax lbsync.service | sort | tr '\n' ' ')
     echo \"\$got\"
-    [ \"\$got\" = 'LimitNOFILE=1024 LimitNOFILESoft=1024 MemoryMax=268435456 TasksMax=64 ' ]"
+    [ \"\$got\" = 'LimitNOFILE=1024 LimitNOFILESoft=1024 MemoryMax=268435456 TasksMax=128 ' ]"
 check "/var/lib/lbsync root:root 0755, servers/ lbsync:lbsync 0755 (StateDirectory=lbsync/servers)" sh -c "
     [ \"\$(nsenter -t $SD -a stat -c '%U:%G %a' /var/lib/lbsync /var/lib/lbsync/servers | tr '\n' ' ')\" = 'root:root 755 lbsync:lbsync 755 ' ]"
 check "/run/lbsync lbsync:lbsync 0700 after the stop (the probe's results were read from it)" sh -c "

@@ -82,7 +82,8 @@ for m in (lbsync, lbsync_lab):
 print(f"test-trixie: suite on Python {sys.version.split()[0]}, kubernetes {kubernetes.__version__} "
       f"from {kubernetes.__file__.rsplit('/', 2)[0]}, lbsync from {lbsync.__file__.rsplit('/', 2)[0]}")
 PY
-    PYTHONPATH=/src/lbsync:/src/lbsync/lab python3 -m pytest -q -p no:cacheprovider
+    # Four workers as in scripts/test: the suite mostly waits (on nginx, daemons, timeouts).
+    PYTHONPATH=/src/lbsync:/src/lbsync/lab python3 -m pytest -q -p no:cacheprovider -n 4
 }
 for s in $(steps "$@"); do
     case "$s" in

@@ -310,12 +310,15 @@ APPLY_STEPS: list[StepSpec] = [
 ]
 
 
-def run_steps(ctx: Context, report: Report, steps: list[StepSpec], dry_run: bool) -> Report:
-    """Run steps in order, streaming results. A step whose needs failed (or were not run) is
-    not run, and says which; a failure inside a step ends that step (its later results
-    depend on earlier ones: waits, CRDs)."""
+def run_steps(ctx: Context, report: Report, steps: list[StepSpec], dry_run: bool, *,
+              keep_going: bool = False) -> Report:
+    """Run steps in order, streaming results; a failure inside a step ends that step (its
+    later results depend on earlier ones: waits, CRDs). Then stop, or with `keep_going` run
+    the steps that do not need a failed one (a step whose needs failed says so)."""
     failed: set[str] = set()
     for spec in steps:
+        if failed and not keep_going:
+            break
         blocked = [n for n in spec.needs if n in failed]
         if blocked:
             failed.add(spec.label)
@@ -352,6 +355,7 @@ def _record(ctx: Context, report: Report, result: Result) -> None:
 
 
 def apply(ctx: Context, dry_run: bool = False) -> Report:
+    """Every step needs the one before it: stop at the first failure."""
     return run_steps(ctx, Report("apply"), APPLY_STEPS, dry_run)
 
 
@@ -400,7 +404,7 @@ def write_kubeconfig(ctx: Context, server: str, admin_ca: bytes | None, insecure
         validity = "a never-expiring token (access.credential: secret)"
     else:
         token, expires = ctx.cluster.request_token(
-            cfg.access.namespace, cfg.access.service_account, cfg.access.token_lifetime)
+            cfg.access.namespace, cfg.access.service_account, cfg.access.token_seconds)
         ca = None
         validity = f"token expires {expires}; renew with `lbsync bootstrap renew-token`"
     doc = manifests.render_kubeconfig(server, ca or admin_ca or cluster_ca(ctx), token,
@@ -546,4 +550,4 @@ def uninstall(ctx: Context, purge: bool = False) -> Report:
     ]
     if purge:
         steps.append(StepSpec("Gateway API CRDs", step_purge_crds, (gateway, release)))
-    return run_steps(ctx, Report("uninstall"), steps, False)
+    return run_steps(ctx, Report("uninstall"), steps, False, keep_going=True)

@@ -27,7 +27,8 @@ GATEWAY_API_URL = (
 DEFAULT_CHART_VERSION = "0.24.0"
 # A bound token's lifetime: long enough that a weekly renewal has weeks of slack, short
 # enough that a copied kubeconfig stops working by itself (docs/bootstrap.md, section 5).
-DEFAULT_TOKEN_LIFETIME = 30 * 86400
+DEFAULT_TOKEN_LIFETIME = "30d"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_LISTENERS = 64  # the Gateway API's limit per Gateway
 
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
@@ -75,6 +76,27 @@ def parse_route(spec: str, key: str = "route") -> Route:
         )
     return Route(host=m["host"].lower(), path=m["path"], service=m["svc"],
                  port=int(m["port"]), namespace=m["ns"] or "default")
+
+
+def duration_seconds(text: str) -> int:
+    """`30d`, `12h`, `90m`, `600s` (or plain seconds) in seconds."""
+    m = re.fullmatch(r"\s*(\d{1,9})\s*([smhd]?)\s*", text)
+    if not m:
+        raise ValueError(text)
+    return int(m[1]) * _UNITS[m[2] or "s"]
+
+
+def _duration(value: Any, key: str) -> str:
+    """A token lifetime: 10 minutes (the API server's minimum) to 366 days."""
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    try:
+        seconds = duration_seconds(text)
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r}: expected a duration such as 30d, 12h or 90m"
+                          ) from None
+    if not 600 <= seconds <= 366 * 86400:
+        raise ConfigError(f"{key}: {value!r}: must be between 10m and 366d")
+    return text.strip()
 
 
 @dataclass(frozen=True)
@@ -148,6 +170,11 @@ class KongSection:
     node_port: int = setting(32001, low=1, high=65535, help="The proxy's node port, which "
                              "NGINX on the gateway balances across.")
 
+    REMOVED: ClassVar[dict[str, str]] = {
+        "repo_name": "no longer used: helm fetches the chart from kong.repo_url directly "
+                     "(--repo), leaving your helm repositories alone; delete the key",
+    }
+
     @property
     def proxy_service(self) -> str:
         """The chart's proxy Service name (`<release>-gateway-proxy`)."""
@@ -187,10 +214,14 @@ class AccessSection:
         "that expires after `token_lifetime` (renew it with `lbsync bootstrap renew-token`); "
         "`secret`, a never-expiring token kept in a `kubernetes.io/service-account-token` "
         "Secret (revoked only by deleting the Secret).")
-    token_lifetime: int = setting(
-        DEFAULT_TOKEN_LIFETIME, low=600, high=366 * 86400,
-        help="Seconds a `token-request` token is valid (the API server may grant less: "
-        "--service-account-max-token-expiration).")
+    token_lifetime: str = setting(
+        DEFAULT_TOKEN_LIFETIME, parse=_duration, kind="duration (10m to 366d)",
+        help="How long a `token-request` token is valid, e.g. `30d`, `12h` (the API server "
+        "may grant less: --service-account-max-token-expiration).")
+
+    @property
+    def token_seconds(self) -> int:
+        return duration_seconds(self.token_lifetime)
 
 
 DEFAULT_ROUTES = (Route("worlds.com", "/world1", "hello-world-1-svc", 80),)

@@ -6,22 +6,29 @@ kube-controller-manager's part:
   with the template's hash, owned by the Deployment, older ones scaled to zero), and both
   report every replica ready and available with the right ``observedGeneration`` and
   conditions: what helm 3's ``--wait`` (it reads the new ReplicaSet) and helm 4's kstatus
-  wait look for. No Pods are made.
+  wait look for. No Pods are made. Deployments named in ``unready`` never become available
+  (``Available=False MinimumReplicasUnavailable``), so a ``--wait`` times out as on a cluster
+  whose image will not pull.
 * :class:`TokenController` - fills ``kubernetes.io/service-account-token`` Secrets with a real
   token for their ServiceAccount (which the emulator then authenticates and authorizes with
-  RBAC), or, in the bootstrap tests' older mode, with the emulator's admin token.
+  RBAC), or, for a lab that wants no RBAC, with the emulator's admin token.
+* :class:`EndpointSliceController` (opt-in) - an EndpointSlice per Service with a selector,
+  from the Deployments it selects, ready as they are.
 * :class:`GarbageCollector` - deletes objects whose owner (``ownerReferences``) is gone.
 
 Kong's part: :class:`StandInController` writes the status Kong's controller (KIC) would,
 judging the objects as KIC does (unmanaged annotation, listener port against the proxy
-Service, allowedRoutes, backend Services); it runs the three above too. `refuse_class` makes
-it reject the GatewayClass. :class:`FakeKong` is an HTTP server on a loopback address that
-answers like Kong: programmed routes from a backend, anything else with Kong's 404 JSON.
+Service, routes attached by the Gateway API's rules: ``allowedRoutes`` namespaces (Same, All,
+Selector) and hostnames, backend Services); it runs the controllers above too, EndpointSlices
+included. `refuse_class` makes it reject the GatewayClass. :class:`FakeKong` is an HTTP server
+on a loopback address that answers like Kong: programmed routes from a backend, anything else
+with Kong's 404 JSON.
 
 Every controller reads with ``api.get``/``api.list``, writes with ``api.update`` (optimistic:
 a :class:`~lbsync_lab.sim.status.Conflict` means someone wrote first; the next pass reads
 again), ``api.create`` and ``api.delete``, and wakes on ``api.changes()``: never the
-emulator's locks.
+emulator's locks. A manager that sees no writes passes less often (up to every
+``IDLE_INTERVAL`` seconds), so a lab left running costs little.
 """
 
 from __future__ import annotations
@@ -225,7 +232,8 @@ def _without_times(status: Obj) -> Obj:
 
 
 class TokenController:
-    """Fills ServiceAccount token Secrets, as kube-controller-manager's token controller."""
+    """Fills ServiceAccount token Secrets, as kube-controller-manager's token controller
+    (``per_account=False``: with the admin token, for a lab that wants no RBAC)."""
 
     def __init__(self, api: ApiServer, per_account: bool = True) -> None:
         self.api = api
@@ -244,8 +252,7 @@ class TokenController:
                 token = self.api.tokens.legacy(ns, account, secret)
                 annotations[SA_UID] = account["metadata"].get("uid", "")
             else:
-                # The bootstrap tests' older mode: the emulator's admin token, so that the
-                # kubeconfig written from it can do everything.
+                # A lab without RBAC: the emulator's admin token.
                 token = self.api.token or "sa-token-for-lbsync"
             secret["data"] = {
                 "token": base64.b64encode(token.encode()).decode(),

@@ -221,7 +221,9 @@ def step_helm(ctx: Context, dry_run: bool) -> Iterator[Result]:
                      f"{release.revision if release else '?'})")
         return
     if dry_run:
-        yield Result(what, Status.WOULD_CHANGE, _would(release))
+        # helm's own server-side dry run: what would stop the real one stops this one.
+        ctx.helm.upgrade(cfg, values, dry_run=True)
+        yield Result(what, Status.WOULD_CHANGE, f"{_would(release)} (helm's dry run passes)")
         return
     if release is not None:
         # Helm installs a chart's CRDs on first install only; an upgrade must bring them itself.

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -202,9 +201,6 @@ class Helm:
         self.kubeconfig, self.context, self.binary = kubeconfig, context, binary
         self.env = dict(env) if env else None
         self._version: Version | None = None
-
-    def available(self) -> bool:
-        return shutil.which(self.binary) is not None
 
     def run(self, *args: str, timeout: float = 900.0) -> str:
         argv = [self.binary, *args]

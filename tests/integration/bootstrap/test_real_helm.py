@@ -300,6 +300,9 @@ def test_an_object_helm_may_not_adopt_fails_check_pre_and_apply_says_why(
         api.put({"apiVersion": "v1", "kind": "Service",
                  "metadata": {"name": "kong-gateway-proxy", "namespace": "kong"},
                  "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 32001}]}})
+        dry = actions.apply(the_lab.ctx, dry_run=True)  # helm's dry run says so too
+        assert dry.results[-1].name == "Kong (helm)" and "invalid ownership" in (
+            dry.results[-1].message)
         before = len(api.requests)
         pre = checks.run_pre(the_lab.cfg, the_lab.ctx.cluster, the_lab.ctx.helm)
         assert the_lab.writes(before) == []

@@ -348,6 +348,8 @@ def _hint(cfg: BootstrapConfig, exc: Exception) -> str:
                 "apply with --force-conflicts to take them back")
     if isinstance(exc, ApiError) and exc.status == 403:
         return "the admin kubeconfig lacks a permission; see `lbsync bootstrap check --pre`"
+    if isinstance(exc, ApiError) and exc.status == 404 and str(exc).startswith("TokenRequest"):
+        return "run `lbsync bootstrap apply` first: it creates the ServiceAccount"
     return ""
 
 

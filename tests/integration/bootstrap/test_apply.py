@@ -180,6 +180,17 @@ def test_renew_token(installed: Lab, tmp_path: Path) -> None:
     assert installed.api.authenticate(f"Bearer {token()}") is not None
 
 
+def test_renew_token_before_apply_says_what_to_do(env: Lab, tmp_path: Path) -> None:
+    ep = env.ctx.cluster.endpoint()  # type: ignore[attr-defined]
+    report = actions.renew_token(env.ctx, ep.server, ep.ca_pem, ep.insecure,
+                                 str(tmp_path / "kubeconfig"), None, time.time())
+    (result,) = report.results
+    assert result.status is Status.FAILED
+    assert result.message.startswith("TokenRequest for ServiceAccount/kong/lbsync: ")
+    assert "404" in result.message and "lbsync bootstrap apply` first" in result.hint
+    assert not (tmp_path / "kubeconfig").exists()
+
+
 def test_written_config_loads_with_lbsync_config(installed: Lab, tmp_path: Path) -> None:
     from lbsync import config as lbsync_config
 

@@ -373,7 +373,7 @@ def _ip(value: Any, key: str) -> str:
     return str(address)
 
 
-def _ips(value: Any, key: str) -> tuple[str, ...]:
+def ip_addresses(value: Any, key: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{key}: must be a list of IP addresses")
     return tuple(_ip(v, f"{key}[{i}]") for i, v in enumerate(value))
@@ -386,24 +386,28 @@ def _ports(value: Any, key: str) -> tuple[int, ...]:
     return tuple(sorted(set(value)))
 
 
+LB_CLASS = "lbsync.io/nginx"
+LB_CLASS_PATTERN = r"[a-z0-9.-]{1,253}/[A-Za-z0-9._-]{1,63}"
+HOSTNAME_PATTERN = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+
+
 @dataclass(frozen=True)
 class LoadBalancerConfig:
     enabled: bool = setting(False, help="Serve Services of type LoadBalancer: one NGINX "
                             "listener per Service port, and their status.loadBalancer.ingress "
                             "written. Off by default: it writes to the API.")
     load_balancer_class: str = setting(
-        "lbsync.io/nginx", pattern=r"[a-z0-9.-]{1,253}/[A-Za-z0-9._-]{1,63}",
+        LB_CLASS, pattern=LB_CLASS_PATTERN,
         kind="DOMAIN/NAME", help="Services whose spec.loadBalancerClass is this are served.")
     annotation: str = setting(
         "", pattern=r"([a-z0-9.-]{1,253}/)?[A-Za-z0-9._-]{1,63}|", kind="annotation key",
         help="Also serve Services (of any class) annotated with this key set to \"true\"; "
         "unset: the class alone decides.")
     addresses: tuple[str, ...] = setting(
-        (), parse=_ips, kind="list of IPs", example=["203.0.113.10"],
+        (), parse=ip_addresses, kind="list of IPs", example=["203.0.113.10"],
         help="The gateway's public IP addresses: NGINX listens on them and they are what "
         "Services' status.loadBalancer.ingress shows.")
-    hostname: str = setting("", pattern=r"([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*"
-                                        r"[a-z0-9]([-a-z0-9]*[a-z0-9])?|", kind="hostname",
+    hostname: str = setting("", pattern=HOSTNAME_PATTERN + "|", kind="hostname",
                             help="A DNS name for the gateway(s), shown in status instead of "
                             "the addresses (e.g. a name that resolves to a keepalived VIP).")
     ports: tuple[int, int] = setting(

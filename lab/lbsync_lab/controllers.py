@@ -475,6 +475,19 @@ class StandInController(ControllerManager):
         svc = self.api.get("Service", self.proxy, self.ns)
         return {p["port"] for p in ((svc or {}).get("spec") or {}).get("ports") or []}
 
+    def _addresses(self) -> list[Obj]:
+        """As KIC reports a Gateway's addresses from its publish Service: a LoadBalancer's
+        status.loadBalancer.ingress (IPs, else hostnames) once it has one, else the
+        Service's cluster IP."""
+        svc = self.api.get("Service", self.proxy, self.ns) or {}
+        spec = svc.get("spec") or {}
+        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        if spec.get("type") == "LoadBalancer" and ingress:
+            return [{"type": "IPAddress", "value": i["ip"]} if i.get("ip") else
+                    {"type": "Hostname", "value": i["hostname"]}
+                    for i in ingress if i.get("ip") or i.get("hostname")]
+        return [{"type": "IPAddress", "value": spec.get("clusterIP") or "10.96.0.80"}]
+
     def _class_ok(self, gc: Obj | None) -> bool:
         # KIC ignores Gateways of classes it does not run unmanaged
         return bool(self._managed(gc) and gc and not self.refuse_class
@@ -495,7 +508,7 @@ class StandInController(ControllerManager):
                 "conditions": [cond("Accepted", ok, "Accepted" if ok else reason, gen),
                                cond("ResolvedRefs", True, "ResolvedRefs", gen),
                                cond("Programmed", ok, reason, gen)]})
-        status = {"addresses": [{"type": "IPAddress", "value": "10.96.0.80"}],
+        status = {"addresses": self._addresses(),
                   "conditions": [cond("Accepted", True, "Accepted", gen),
                                  cond("Programmed", all_ok, "Programmed" if all_ok else "Invalid",
                                       gen)],
@@ -600,7 +613,9 @@ def hostnames_intersect(a: str, b: str) -> bool:
 class FakeKong:
     """Answers like Kong's proxy for the routes the stand-in controller marked Programmed."""
 
-    def __init__(self, api: ApiServer, address: str = "127.0.20.1") -> None:
+    def __init__(self, api: ApiServer, address: str = "127.0.20.1", port: int = 0) -> None:
+        """On `address`:`port` (0: any free port; a node port, to stand where NGINX sends
+        traffic)."""
         self.api = api
         self.requests: list[tuple[str, str]] = []
         fake = self
@@ -627,7 +642,7 @@ class FakeKong:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer((address, 0), Handler)
+        self.server = ThreadingHTTPServer((address, port), Handler)
         self.address, self.port = address, self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 

@@ -279,6 +279,27 @@ def not_ready(ctx: Context) -> str:
 def step_cluster_objects(ctx: Context, dry_run: bool) -> Iterator[Result]:
     yield from apply_objects(ctx, manifests.cluster_objects(ctx.cfg), dry_run)
     yield from _legacy_token_left(ctx)
+    if not ctx.cfg.loadbalancer.enabled:
+        yield from _loadbalancer_access_left(ctx, dry_run)
+
+
+def _loadbalancer_access_left(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    """Loadbalancer mode turned off: the rights it granted go with it (ours only, by label),
+    or the account could still write Service statuses."""
+    for obj in reversed(manifests.loadbalancer_access_objects(ctx.cfg)):
+        meta = obj["metadata"]
+        live = ctx.cluster.get(obj["apiVersion"], obj["kind"], meta["name"],
+                               meta.get("namespace"))
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        if live is None or not manifests.MANAGED_LABELS.items() <= labels.items():
+            continue
+        if dry_run:
+            yield Result(manifests.ref(obj), Status.WOULD_CHANGE,
+                         "would delete: loadbalancer.enabled is off")
+        else:
+            result = _delete(ctx, obj["apiVersion"], obj["kind"], meta["name"],
+                             meta.get("namespace"))
+            yield Result(result.name, result.status, "loadbalancer.enabled is off")
 
 
 def _legacy_token_left(ctx: Context) -> Iterator[Result]:
@@ -512,6 +533,13 @@ def step_delete_access(ctx: Context, dry_run: bool) -> Iterator[Result]:
                          cfg.access.namespace)
         if legacy.status is Status.DELETED:
             yield legacy
+    if not cfg.loadbalancer.enabled:  # rights of an earlier loadbalancer mode, if any
+        for obj in reversed(manifests.loadbalancer_access_objects(cfg)):
+            meta = obj["metadata"]
+            result = _delete(ctx, obj["apiVersion"], obj["kind"], meta["name"],
+                             meta.get("namespace"))
+            if result.status is Status.DELETED:
+                yield result
     for obj in reversed(manifests.access_objects(cfg)):
         meta = obj["metadata"]
         yield _delete(ctx, obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))

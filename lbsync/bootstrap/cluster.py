@@ -90,7 +90,8 @@ class Cluster(Protocol):
               namespace: str | None = None) -> bool: ...
 
     def subject_can(self, user: str, groups: Sequence[str], verb: str, group: str, resource: str,
-                    namespace: str | None = None, name: str | None = None) -> bool: ...
+                    namespace: str | None = None, name: str | None = None,
+                    subresource: str | None = None) -> bool: ...
 
     def request_token(self, namespace: str, service_account: str,
                       seconds: int) -> tuple[str, str]: ...
@@ -199,7 +200,8 @@ class ApiCluster:
         return bool((got.get("status") or {}).get("allowed"))
 
     def subject_can(self, user: str, groups: Sequence[str], verb: str, group: str, resource: str,
-                    namespace: str | None = None, name: str | None = None) -> bool:
+                    namespace: str | None = None, name: str | None = None,
+                    subresource: str | None = None) -> bool:
         """A SubjectAccessReview: may `user` (in `groups`) do this? (What `kubectl auth can-i
         --as` asks, without impersonation rights.)"""
         attrs = {"verb": verb, "group": group, "resource": resource}
@@ -207,6 +209,8 @@ class ApiCluster:
             attrs["namespace"] = namespace
         if name:
             attrs["name"] = name
+        if subresource:
+            attrs["subresource"] = subresource
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
                   "spec": {"user": user, "groups": [*groups], "resourceAttributes": attrs}}
         got = self.request(f"SubjectAccessReview {user} {verb} {resource}", "POST",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lbsync import schema
+from lbsync.config import HOSTNAME_PATTERN, LB_CLASS, LB_CLASS_PATTERN, ip_addresses
 from lbsync.errors import ConfigError
 from lbsync.schema import Rule, section, setting
 
@@ -224,6 +225,33 @@ class AccessSection:
         return duration_seconds(self.token_lifetime)
 
 
+@dataclass(frozen=True)
+class LoadBalancerSection:
+    enabled: bool = setting(
+        False, help="Kong's proxy as a Service of type LoadBalancer with lbsync's class: "
+        "lbsync on the gateway host(s) serves it (an NGINX stream listener per port) and "
+        "writes the gateway's address into its status, which the Gateway's status addresses "
+        "follow. lbsync's account may then also list and watch Services, write their status "
+        "and Events, and hold a Lease (docs/bootstrap.md). Off: a NodePort Service behind "
+        "NGINX's http upstream.")
+    load_balancer_class: str = setting(
+        LB_CLASS, pattern=LB_CLASS_PATTERN, kind="DOMAIN/NAME",
+        help="spec.loadBalancerClass of the proxy Service: lbsync's "
+        "loadbalancer.load_balancer_class.")
+    addresses: tuple[str, ...] = setting(
+        (), parse=ip_addresses, kind="list of IPs", example=["203.0.113.10"],
+        help="The gateway's public IP addresses, for the lbsync config that "
+        "`apply --write-kubeconfig` writes (loadbalancer.addresses there).")
+    hostname: str = setting("", pattern=HOSTNAME_PATTERN + "|", kind="hostname",
+                            help="The gateway's DNS name, shown in status instead of the "
+                            "addresses (lbsync's loadbalancer.hostname).")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("addresses", "give the gateway's public IP addresses: lbsync's NGINX listens "
+             "on them", lambda lb: not lb.enabled or bool(lb.addresses)),
+    )
+
+
 DEFAULT_ROUTES = (Route("worlds.com", "/world1", "hello-world-1-svc", 80),)
 
 
@@ -235,6 +263,8 @@ class BootstrapConfig:
     kong: KongSection = section(KongSection, help="Kong, installed with helm.")
     gateway: GatewaySection = section(GatewaySection, help="The GatewayClass and Gateway.")
     access: AccessSection = section(AccessSection, help="lbsync's read-only account.")
+    loadbalancer: LoadBalancerSection = section(
+        LoadBalancerSection, help="lbsync as the cluster's load balancer for Kong's proxy.")
     routes: tuple[Route, ...] = setting(
         DEFAULT_ROUTES, parse=_routes, kind="list of routes", items=RouteSpec,
         help="HTTPRoutes: each 'host/path -> [namespace/]service:port', or a mapping with "

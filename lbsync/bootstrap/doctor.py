@@ -16,6 +16,7 @@ from lbsync.bootstrap import checks, conditions, crds, manifests
 from lbsync.bootstrap.cluster import Cluster
 from lbsync.bootstrap.config import BootstrapConfig
 from lbsync.bootstrap.report import Report, Result, Status
+from lbsync.config import LeaderElectionConfig
 
 Obj = dict[str, Any]
 GW_API = manifests.GATEWAY_API_VERSION
@@ -103,7 +104,28 @@ def check_proxy_service(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
         return [Result(name, Status.FAIL, f"node port {port.get('nodePort')}, expected "
                        f"{cfg.kong.node_port}{why}",
                        "free the port or change kong.node_port, then rerun apply")]
+    if cfg.loadbalancer.enabled:
+        return [_loadbalancer_verdict(cfg, name, svc)]
     return [Result(name, Status.PASS, f"NodePort {cfg.kong.proxy_port}->{cfg.kong.node_port}")]
+
+
+def _loadbalancer_verdict(cfg: BootstrapConfig, name: str, svc: Obj) -> Result:
+    """Loadbalancer mode: lbsync's class, and the address an lbsync wrote (or why not)."""
+    spec, want = svc.get("spec") or {}, cfg.loadbalancer.load_balancer_class
+    if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass") != want:
+        return Result(name, Status.FAIL, f"type {spec.get('type')}, class "
+                      f"{spec.get('loadBalancerClass') or 'none'}: not a LoadBalancer of "
+                      f"class {want}", "rerun `lbsync bootstrap apply` (loadbalancer.enabled)")
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    shown = [i.get("ip") or i.get("hostname") for i in ingress if isinstance(i, dict)]
+    if not shown:
+        return Result(name, Status.WARN, f"LoadBalancer {cfg.kong.proxy_port}->"
+                      f"{cfg.kong.node_port}, no address yet",
+                      "start lbsync on the gateway with loadbalancer.enabled and the config "
+                      "from `apply --write-kubeconfig`; `lbsync status` says why it is not "
+                      "served")
+    return Result(name, Status.PASS, f"LoadBalancer {cfg.kong.proxy_port}->"
+                  f"{cfg.kong.node_port} at {', '.join(str(a) for a in shown)}")
 
 
 def check_node_port(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
@@ -205,10 +227,20 @@ def access_checks(cfg: BootstrapConfig) -> tuple[list[tuple[str, str, str, str]]
     ns, svc = cfg.kong.namespace, cfg.kong.proxy_service
     needs = [(v, "nodes", "", "") for v in ("list", "watch")] + [
         (v, "services", ns, svc) for v in ("get", "list", "watch")]
-    refused = [("list", "services", ns, ""), ("list", "secrets", cfg.access.namespace, ""),
+    refused = [("list", "secrets", cfg.access.namespace, ""),
                ("list", "endpointslices.discovery.k8s.io", ns, "")] + [
         (v, r, n, "") for v in ("create", "patch", "delete")
         for r, n in (("nodes", ""), ("services", ns))]
+    lease = ("leases.coordination.k8s.io", ns, LeaderElectionConfig().name)
+    if cfg.loadbalancer.enabled:
+        needs += [("list", "services", "", ""), ("watch", "services", "", ""),
+                  ("patch", "services/status", "", ""), ("create", "events", "", ""),
+                  ("create", lease[0], ns, ""), ("get", *lease), ("update", *lease)]
+        refused += [("update", "services", ns, ""), ("delete", "leases.coordination.k8s.io",
+                                                      ns, lease[2])]
+    else:
+        refused += [("list", "services", ns, ""), ("patch", "services/status", ns, ""),
+                    ("create", "events", ns, "")]
     return needs, refused
 
 
@@ -231,10 +263,17 @@ def check_access(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
                               "reads: find it with kubectl get clusterrolebindings,rolebindings "
                               "-A -o wide"))
     else:
-        results.append(Result(who, Status.PASS, f"reads nodes and Service "
-                              f"{cfg.kong.namespace}/{cfg.kong.proxy_service}; writes nothing"))
+        results.append(Result(who, Status.PASS, _granted(cfg)))
     results += check_token(cfg, snap)
     return results
+
+
+def _granted(cfg: BootstrapConfig) -> str:
+    reads = f"reads nodes and Service {cfg.kong.namespace}/{cfg.kong.proxy_service}"
+    if not cfg.loadbalancer.enabled:
+        return f"{reads}; writes nothing"
+    return (f"{reads}, lists and watches Services; writes only Service status, Events and "
+            f"its Lease (loadbalancer mode)")
 
 
 def _say(check: tuple[str, str, str, str]) -> str:
@@ -302,6 +341,7 @@ def gather(cfg: BootstrapConfig, cluster: Cluster) -> Snapshot:
         for check in needs + refused:
             verb, resource, ns, name = check
             plural, _, group = resource.partition(".")
+            plural, _, sub = plural.partition("/")
             snap.access[check] = cluster.subject_can(user, groups, verb, group, plural,
-                                                     ns or None, name or None)
+                                                     ns or None, name or None, sub or None)
     return snap

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from lbsync.bootstrap.config import BootstrapConfig, Route
+from lbsync.config import LeaderElectionConfig, LoadBalancerConfig
 
 Obj = dict[str, Any]
 
@@ -33,6 +34,17 @@ MANAGED_LABELS = {"app.kubernetes.io/managed-by": "lbsync-bootstrap"}
 READ = ["get", "list", "watch"]
 NODE_RULES: list[Obj] = [{"apiGroups": [""], "resources": ["nodes"], "verbs": READ}]
 RBAC = "rbac.authorization.k8s.io"
+# loadbalancer.enabled only, in roles of their own (so the reader stays a reader, and turning
+# the mode off deletes exactly these): what lbsync's loadbalancer mode calls. Every Service,
+# to find those of its class; their status by server-side apply (PATCH); an Event on a
+# Service it cannot serve; one Lease so that one gateway writes. Nothing else: no update of
+# a Service's spec, no delete, no other namespace's Leases.
+LB_CLUSTER_RULES: list[Obj] = [
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+LEASES = "coordination.k8s.io"
 LEGACY_TOKEN_TYPE = "kubernetes.io/service-account-token"
 
 
@@ -79,7 +91,39 @@ def access_objects(cfg: BootstrapConfig) -> list[Obj]:
     ]
     if cfg.access.credential == "secret":
         objs.append(legacy_token_secret(cfg))
+    if cfg.loadbalancer.enabled:
+        objs += loadbalancer_access_objects(cfg)
     return objs
+
+
+def loadbalancer_access_objects(cfg: BootstrapConfig) -> list[Obj]:
+    """What loadbalancer mode adds: a ClusterRole (LB_CLUSTER_RULES) and, in Kong's namespace
+    (lbsync's leader_election.namespace), a Role for its one Lease, with their bindings.
+    `create` cannot be limited to a name (the object has none yet when RBAC decides)."""
+    name = loadbalancer_role_name(cfg)
+    subject = [{"kind": "ServiceAccount", "name": cfg.access.service_account,
+                "namespace": cfg.access.namespace}]
+    lease = LeaderElectionConfig().name
+    lease_rules: list[Obj] = [
+        {"apiGroups": [LEASES], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": [LEASES], "resources": ["leases"], "verbs": ["get", "update"],
+         "resourceNames": [lease]}]
+    ns = cfg.kong.namespace
+    return [
+        {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": _meta(name),
+         "rules": LB_CLUSTER_RULES},
+        {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": _meta(name),
+         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": name},
+         "subjects": subject},
+        {"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": _meta(name, ns),
+         "rules": lease_rules},
+        {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding", "metadata": _meta(name, ns),
+         "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name}, "subjects": subject},
+    ]
+
+
+def loadbalancer_role_name(cfg: BootstrapConfig) -> str:
+    return f"{cfg.access.service_account}-loadbalancer"
 
 
 def legacy_token_secret(cfg: BootstrapConfig) -> Obj:
@@ -199,10 +243,15 @@ def helm_values(cfg: BootstrapConfig) -> Obj:
     """Values for `kong/ingress`: the proxy as a NodePort on plain HTTP (NGINX on the gateway
     host terminates TLS), and nothing else exposed: no plain-HTTP admin API
     (`kong.admin_http`), no Kong Manager NodePort (`kong.manager`) unless asked for."""
+    proxy: Obj = {"type": "NodePort"}
+    if cfg.loadbalancer.enabled:
+        # A LoadBalancer Service keeps its node ports: lbsync's stream listeners use them.
+        proxy = {"type": "LoadBalancer",
+                 "loadBalancerClass": cfg.loadbalancer.load_balancer_class}
     return {
         "gateway": {
             "proxy": {
-                "type": "NodePort",
+                **proxy,
                 "http": {"enabled": True, "servicePort": cfg.kong.proxy_port,
                          "nodePort": cfg.kong.node_port},
                 "tls": {"enabled": False},
@@ -266,10 +315,23 @@ def token_expiry(token: str) -> int | None:
 
 
 def render_lbsync_config(cfg: BootstrapConfig, kubeconfig_path: str) -> Obj:
-    """A minimal lbsync `config.yaml` matching what the bootstrap installed."""
-    return {
-        "kubernetes": {"kubeconfig": kubeconfig_path},
-        "upstreams": [{"name": "k8s_cluster",
-                       "service": f"{cfg.kong.namespace}/{cfg.kong.proxy_service}",
-                       "port": cfg.kong.proxy_port}],
-    }
+    """A minimal lbsync `config.yaml` matching what the bootstrap installed: an http
+    upstream for the NodePort proxy, or loadbalancer mode serving the proxy Service."""
+    conf: Obj = {"kubernetes": {"kubeconfig": kubeconfig_path}}
+    lb = cfg.loadbalancer
+    if not lb.enabled:
+        conf["upstreams"] = [{"name": "k8s_cluster",
+                              "service": f"{cfg.kong.namespace}/{cfg.kong.proxy_service}",
+                              "port": cfg.kong.proxy_port}]
+        return conf
+    # The proxy's port (80) is a stream listener now: NGINX's http site must not hold it on
+    # these addresses, so it is not among the reserved ports (sshd's and lbsync's are).
+    reserved = [p for p in LoadBalancerConfig().reserved_ports if p != cfg.kong.proxy_port]
+    conf["upstreams"] = []
+    conf["loadbalancer"] = {
+        "enabled": True, "load_balancer_class": lb.load_balancer_class,
+        "addresses": list(lb.addresses), "reserved_ports": reserved,
+        "leader_election": {"namespace": cfg.kong.namespace}}
+    if lb.hostname:
+        conf["loadbalancer"]["hostname"] = lb.hostname
+    return conf

@@ -6,12 +6,14 @@ import base64
 import json
 from typing import Any
 
+from lbsync import config as lbsync_config
 from lbsync.bootstrap import manifests
 from lbsync.bootstrap.config import (
     AccessSection,
     BootstrapConfig,
     GatewaySection,
     KongSection,
+    LoadBalancerSection,
     Route,
 )
 from lbsync.bootstrap.plan import is_subset, needs_apply, owns_beyond
@@ -112,6 +114,46 @@ def test_helm_values_expose_only_the_proxy() -> None:
     on = manifests.helm_values(BootstrapConfig(kong=KongSection(admin_http=True, manager=True)))
     assert on["gateway"]["admin"]["http"]["enabled"] is True
     assert on["gateway"]["manager"]["enabled"] is True
+
+
+LB = BootstrapConfig(loadbalancer=LoadBalancerSection(enabled=True,
+                                                      addresses=("203.0.113.10",)))
+
+
+def test_loadbalancer_mode_grants_exactly_what_lbsync_calls_in_roles_of_its_own() -> None:
+    reader = manifests.access_objects(BootstrapConfig())
+    objs = manifests.access_objects(LB)
+    assert objs[:len(reader)] == reader  # the reader is unchanged
+    added = {(o["kind"], o["metadata"]["name"]): o for o in objs[len(reader):]}
+    assert list(added) == [("ClusterRole", "lbsync-loadbalancer"),
+                           ("ClusterRoleBinding", "lbsync-loadbalancer"),
+                           ("Role", "lbsync-loadbalancer"), ("RoleBinding", "lbsync-loadbalancer")]
+    assert added["ClusterRole", "lbsync-loadbalancer"]["rules"] == [
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    role = added["Role", "lbsync-loadbalancer"]
+    assert role["metadata"]["namespace"] == "kong"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "update"], "resourceNames": ["lbsync-loadbalancer"]}]
+
+
+def test_loadbalancer_mode_helm_values_and_the_gateways_config() -> None:
+    proxy = manifests.helm_values(LB)["gateway"]["proxy"]
+    assert (proxy["type"], proxy["loadBalancerClass"]) == ("LoadBalancer", "lbsync.io/nginx")
+    assert proxy["http"]["nodePort"] == 32001  # lbsync's stream listeners balance over it
+    doc = manifests.render_lbsync_config(LB, "/etc/lbsync/kubeconfig")
+    cfg = lbsync_config.parse(doc, check_paths=False)
+    assert cfg.upstreams == () and cfg.loadbalancer.enabled
+    assert cfg.loadbalancer.addresses == ("203.0.113.10",)
+    assert 80 not in cfg.loadbalancer.reserved_ports  # the proxy's port is a listener now
+    assert cfg.loadbalancer.leader_election.namespace == "kong"
+    plain = lbsync_config.parse(manifests.render_lbsync_config(BootstrapConfig(), "/k"),
+                                check_paths=False)
+    assert [u.name for u in plain.upstreams] == ["k8s_cluster"]
+    assert not plain.loadbalancer.enabled
 
 
 def test_kubeconfig() -> None:

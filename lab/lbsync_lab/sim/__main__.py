@@ -2,7 +2,9 @@
 
 It starts as an empty cluster (so that a real `helm install` into it meets no leftovers),
 unless asked for nodes (`--nodes N`) or the demo's objects (`--demo-objects`: namespaces and
-Kong's proxy Service).
+Kong's proxy Service). The stand-in controllers (:class:`lbsync_lab.controllers.
+ControllerManager`: Deployments become available, token Secrets get tokens, owned objects
+are collected) run with it unless `--no-controllers`.
 
 This module owns the command line only.
 """
@@ -10,12 +12,14 @@ This module owns the command line only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from lbsync_lab.controllers import ControllerManager
 from lbsync_lab.sim import ApiServer, objects
 
 
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default="secret", help="bearer token clients must send")
     p.add_argument("--no-tls", action="store_true", help="serve plain HTTP")
     p.add_argument("--bookmark-interval", type=float, default=60.0)
+    p.add_argument("--no-controllers", action="store_true",
+                   help="run no stand-in controllers (Deployments then never become ready)")
     args = p.parse_args(argv)
     api = ApiServer(workdir=args.workdir, token=args.token, tls=not args.no_tls,
                     bookmark_interval=args.bookmark_interval, host=args.host, port=args.port)
@@ -62,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
-    while not stop.is_set():
-        time.sleep(0.2)
+    with contextlib.ExitStack() as stack:
+        if not args.no_controllers:
+            stack.enter_context(ControllerManager(api))
+        while not stop.is_set():
+            time.sleep(0.2)
     api.stop()
     return 0
 

@@ -4,8 +4,11 @@ This module owns what a write does to an object before it reaches the
 :class:`~lbsync_lab.sim.store.Store`: server-set metadata (uid, creationTimestamp,
 generation), resourceVersion preconditions, merge / JSON patches, a simplified
 server-side-apply field ownership model (``metadata.managedFields``), the status
-subresource split, and the side effects of a few kinds (CRDs register new
-resources, Services get a clusterIP and nodePorts, Deployments report ready).
+subresource split, field validation against the real schemas (unknown fields dropped, and
+refused or warned about as ``fieldValidation`` asks), strategic merge patch, and the side
+effects of a few kinds that kube-apiserver itself has (CRDs register new resources and
+schemas and get Established, Services get a clusterIP and nodePorts). What controllers do
+(Deployments, tokens, garbage collection) is not here: see :mod:`lbsync_lab.controllers`.
 """
 
 from __future__ import annotations
@@ -22,26 +25,33 @@ from typing import Any
 
 import yaml
 
-from lbsync_lab.sim import objects
+from lbsync_lab.sim import objects, schema
+from lbsync_lab.sim.openapi import OpenAPI
 from lbsync_lab.sim.registry import ResourceType
-from lbsync_lab.sim.status import ApiError, not_found
+from lbsync_lab.sim.status import ApiError, Conflict, not_found
 from lbsync_lab.sim.store import Event, Obj, Store, Stored
 
 Path_ = tuple[str, ...]
 
 _SERVER_META = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
                 "selfLink", "deletionTimestamp")
-_GENERATION_KINDS = frozenset({"Deployment", "CustomResourceDefinition", "StatefulSet",
-                               "DaemonSet"})
+# The built-in kinds whose strategies keep metadata.generation (bumped on spec changes).
+_GENERATION_KINDS = frozenset({
+    "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "ReplicationController", "Pod",
+    "Job", "CronJob", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress",
+    "IngressClass", "NetworkPolicy", "CustomResourceDefinition",
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "FlowSchema",
+    "PriorityLevelConfiguration"})
 
 
 def _tracks_generation(rt: ResourceType) -> bool:
     return (not rt.builtin) or rt.kind in _GENERATION_KINDS
 
 
-def _conflict_rv(rt: ResourceType, name: str) -> ApiError:
+def _conflict_rv(rt: ResourceType, name: str) -> Conflict:
     qual = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-    return ApiError(409, f'Operation cannot be fulfilled on {qual} "{name}": the object has '
+    return Conflict(409, f'Operation cannot be fulfilled on {qual} "{name}": the object has '
                     "been modified; please apply your changes to the latest version and try again",
                     details={"name": name, "group": rt.group, "kind": rt.plural})
 
@@ -181,15 +191,22 @@ def _overlaps(a: Path_, b: Path_) -> bool:
     return a[:n] == b[:n]
 
 
+VALIDATION = ("Strict", "Warn", "Ignore")
+
+
 class Operations:
     """Write operations against a store, with the API server's semantics."""
 
-    def __init__(self, store: Store, now: Callable[[], str] = objects.now_rfc3339) -> None:
+    def __init__(self, store: Store, openapi: OpenAPI | None = None,
+                 now: Callable[[], str] = objects.now_rfc3339) -> None:
         self.store = store
+        self.openapi = openapi or OpenAPI()
         self.now = now
         self._node_ports: set[int] = set()
         self.denied: set[tuple[str, str]] = set()
         self.crd_delay = 0.1
+        # Unused since Deployments are made available by lbsync_lab.controllers'
+        # DeploymentController, as kube-controller-manager does; kept while callers set it.
         self.deployment_delay = 0.2
         self._local = threading.local()
 
@@ -247,6 +264,54 @@ class Operations:
             nm["generation"] = int(om.get("generation", 1)) + (1 if changed else 0)
 
     @contextlib.contextmanager
+    def field_validation(self, directive: str) -> Iterator[list[str]]:
+        """Within this block (on this thread) writes check unknown fields: ``Strict`` refuses
+        them (400), ``Warn`` and ``Ignore`` drop them; the yielded list collects the Warning
+        texts (``Warn`` only)."""
+        if directive not in VALIDATION:
+            raise ApiError(400, f"fieldValidation: invalid value {directive!r}: must be one "
+                           "of Strict, Warn, Ignore")
+        before = getattr(self._local, "validation", None)
+        warnings: list[str] = []
+        self._local.validation = (directive, warnings)
+        try:
+            yield warnings
+        finally:
+            self._local.validation = before
+
+    def schema_of(self, rt: ResourceType) -> dict[str, Any] | None:
+        """The schema objects of ``rt`` are checked against (None: not known)."""
+        if rt.builtin:
+            return schema.builtin_schema(rt.group, rt.version, rt.kind)
+        crd = self.openapi.crd_for(rt.group, rt.kind)
+        return None if crd is None else schema.custom_schema(crd, rt.version)
+
+    def _validate(self, rt: ResourceType, obj: Obj, applying: bool = False) -> None:
+        """Drop unknown fields of ``obj`` in place, refusing or warning as asked."""
+        setting = getattr(self._local, "validation", None)
+        sch = self.schema_of(rt)
+        if sch is None:
+            return
+        unknown = schema.prune_unknown(obj, sch)
+        if not unknown or setting is None:
+            return
+        directive, warnings = setting
+        if directive == "Strict":
+            if applying:
+                raise ApiError(400, "; ".join(f".{p}: field not declared in schema"
+                                              for p in unknown))
+            listed = ", ".join(f'unknown field "{p}"' for p in unknown)
+            raise ApiError(400, f'{rt.kind} in version "{rt.version}" cannot be handled as a '
+                           f"{rt.kind}: strict decoding error: {listed}")
+        if directive == "Warn":
+            warnings.extend(f'unknown field "{p}"' for p in unknown)
+
+    @property
+    def dry(self) -> bool:
+        """Whether writes on this thread are a dry run."""
+        return bool(getattr(self._local, "dry", False))
+
+    @contextlib.contextmanager
     def dry_run(self, enabled: bool = True) -> Iterator[None]:
         """Within this block (on this thread) writes are computed and answered, not stored."""
         before = getattr(self._local, "dry", False)
@@ -257,7 +322,7 @@ class Operations:
             self._local.dry = before
 
     def _commit(self, rt: ResourceType, obj: Obj | None, ns: str, name: str) -> Event:
-        if getattr(self._local, "dry", False):
+        if self.dry:
             prev = self.store.get(rt, ns, name)
             if obj is None:
                 assert prev is not None
@@ -274,8 +339,10 @@ class Operations:
 
     # -- plain writes (Python API) --------------------------------------------------------
 
-    def put(self, obj: Obj) -> Stored:
-        """Create or replace without checks (the test-side API)."""
+    def put(self, obj: Obj, expect_rv: str | None = None, create: bool = True) -> Stored:
+        """Create or replace without checks (the Python API). With ``expect_rv`` the stored
+        object must still have that resourceVersion (else 409 Conflict); without ``create``
+        it must exist (else 404)."""
         rt = self.store.registry.by_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
         if rt is None:
             raise KeyError(f"unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
@@ -283,6 +350,11 @@ class Operations:
         ns, name = self._ns_name(rt, obj, None)
         with self.store.cond:
             old = self.store.get(rt, ns, name)
+            if old is None and not create:
+                raise not_found(rt.plural, name, rt.group)
+            if expect_rv is not None and (
+                    old is None or old.obj["metadata"]["resourceVersion"] != expect_rv):
+                raise _conflict_rv(rt, name)
             if old is None:
                 self._fresh_meta(rt, obj)
             else:
@@ -298,10 +370,8 @@ class Operations:
     def create(self, rt: ResourceType, namespace: str | None, body: Obj,
                field_manager: str | None = None) -> Stored:
         obj = copy.deepcopy(body)
-        if rt.kind == "SelfSubjectAccessReview":
-            obj.setdefault("metadata", {})
-            obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
-            return self._access_review(rt, obj)
+        self._check_kind(rt, obj)
+        self._validate(rt, obj)
         ns, name = self._ns_name(rt, obj, namespace)
         with self.store.cond:
             self._check_namespace(rt, ns)
@@ -320,6 +390,8 @@ class Operations:
     def replace(self, rt: ResourceType, namespace: str | None, name: str, body: Obj,
                 subresource: str | None = None, field_manager: str | None = None) -> Stored:
         obj = copy.deepcopy(body)
+        self._check_kind(rt, obj)
+        self._validate(rt, obj)
         ns, body_name = self._ns_name(rt, obj, namespace)
         if body_name != name:
             raise ApiError(400, f"the name of the object ({body_name}) does not match the name "
@@ -366,11 +438,14 @@ class Operations:
                 if not isinstance(patch, list):
                     raise ApiError(400, "json patch must be a list")
                 new = json_patch(old.obj, patch)
-            elif ctype in ("application/merge-patch+json",
-                           "application/strategic-merge-patch+json"):
+            elif ctype == "application/merge-patch+json":
                 if not isinstance(patch, dict):
                     raise ApiError(400, "merge patch must be an object")
                 new = merge_patch(old.obj, patch)
+            elif ctype == "application/strategic-merge-patch+json" and rt.builtin:
+                if not isinstance(patch, dict):
+                    raise ApiError(400, "strategic merge patch must be an object")
+                new = schema.strategic_merge(old.obj, patch, self.schema_of(rt) or {})
             else:
                 raise ApiError(415, "the body of the request was in an unknown format - "
                                "accepted media types include: application/json-patch+json, "
@@ -380,6 +455,7 @@ class Operations:
                 patch, dict) else None
             if want_rv and want_rv != old.obj["metadata"]["resourceVersion"]:
                 raise _conflict_rv(rt, name)
+            self._validate(rt, new)
             new = self._split_status(rt, old.obj, new, subresource)
             new["metadata"]["name"] = name
             if rt.namespaced:
@@ -407,6 +483,7 @@ class Operations:
             raise ApiError(400, f"apply: kind {applied.get('kind')} does not match {rt.kind}")
         if subresource != "status" and rt.has_status:
             applied.pop("status", None)
+        self._validate(rt, applied, applying=True)
         paths = leaf_paths(applied)
         with self.store.cond:
             old = self.store.get(rt, ns, name)
@@ -517,7 +594,8 @@ class Operations:
             entries.append(entry)
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str,
-               precondition_rv: str | None = None) -> Stored:
+               precondition_rv: str | None = None, precondition_uid: str | None = None
+               ) -> Stored:
         ns = (namespace or "default") if rt.namespaced else ""
         with self.store.cond:
             old = self.store.get(rt, ns, name)
@@ -525,6 +603,12 @@ class Operations:
                 raise not_found(rt.plural, name, rt.group)
             if precondition_rv and precondition_rv != old.obj["metadata"]["resourceVersion"]:
                 raise _conflict_rv(rt, name)
+            if precondition_uid and precondition_uid != old.obj["metadata"].get("uid"):
+                qual = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+                raise ApiError(409, f'Operation cannot be fulfilled on {qual} "{name}": '
+                               f"Precondition failed: UID in precondition: {precondition_uid}, "
+                               f"UID in object meta: {old.obj['metadata'].get('uid')}",
+                               details={"name": name, "group": rt.group, "kind": rt.plural})
             if rt.kind == "Namespace":
                 for other in self.store.registry.all():
                     if other.namespaced:
@@ -533,7 +617,8 @@ class Operations:
                                 self._commit(other, None, item.namespace, item.name)
             if rt.kind == "Service":
                 for p in old.obj.get("spec", {}).get("ports") or []:
-                    self._node_ports.discard(int(p.get("nodePort") or 0))
+                    if not self.dry:
+                        self._node_ports.discard(int(p.get("nodePort") or 0))
             return self._commit(rt, None, ns, name).new
 
     # -- status subresource, defaulting, side effects ---------------------------------------
@@ -587,7 +672,8 @@ class Operations:
                         raise ApiError(422, f'Service "{obj["metadata"]["name"]}" is invalid: '
                                        f"spec.ports[0].nodePort: Invalid value: {p['nodePort']}:"
                                        " provided port is already allocated", reason="Invalid")
-                    self._node_ports.add(int(p["nodePort"]))
+                    if not self.dry:
+                        self._node_ports.add(int(p["nodePort"]))
             if stype in ("NodePort", "LoadBalancer"):
                 spec.setdefault("externalTrafficPolicy", "Cluster")
             obj.setdefault("status", {"loadBalancer": {}})
@@ -597,45 +683,24 @@ class Operations:
             obj.setdefault("spec", {"finalizers": ["kubernetes"]})
             obj.setdefault("status", {"phase": "Active"})
 
+    @staticmethod
+    def _check_kind(rt: ResourceType, obj: Obj) -> None:
+        api_version = obj.get("apiVersion")
+        if api_version and api_version != rt.api_version:
+            raise ApiError(400, f"the API version in the data ({api_version}) does not match "
+                           f"the expected API version ({rt.api_version})")
+        if obj.get("kind") and obj["kind"] != rt.kind:
+            raise ApiError(400, f"the kind in the data ({obj['kind']}) does not match the "
+                           f"expected kind ({rt.kind})")
+
     def _after_write(self, rt: ResourceType, event: Event) -> None:
         if rt.kind == "CustomResourceDefinition" and rt.group == "apiextensions.k8s.io":
             self._crd_changed(event)
-        elif rt.kind == "Deployment" and event.type != "DELETED":
-            self._later(self.deployment_delay, self._deployment_ready, rt, event.new)
 
     def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
         t = threading.Timer(delay, fn, args)
         t.daemon = True
         t.start()
-
-    def _deployment_ready(self, rt: ResourceType, stored: Stored) -> None:
-        with self.store.cond:
-            cur = self.store.get(rt, stored.namespace, stored.name)
-            if cur is None:
-                return
-            obj = copy.deepcopy(cur.obj)
-            n = int(obj.get("spec", {}).get("replicas", 1))
-            gen = obj["metadata"].get("generation", 1)
-            status = {"observedGeneration": gen, "replicas": n, "updatedReplicas": n,
-                      "readyReplicas": n, "availableReplicas": n,
-                      "conditions": [
-                          {"type": "Available", "status": "True",
-                           "reason": "MinimumReplicasAvailable",
-                           "message": "Deployment has minimum availability.",
-                           "lastUpdateTime": self.now(), "lastTransitionTime": self.now()},
-                          {"type": "Progressing", "status": "True",
-                           "reason": "NewReplicaSetAvailable",
-                           "message": "ReplicaSet has successfully progressed.",
-                           "lastUpdateTime": self.now(), "lastTransitionTime": self.now()}]}
-            if n == 0:
-                for k in ("readyReplicas", "availableReplicas", "updatedReplicas"):
-                    del status[k]
-            old_status = dict(obj.get("status") or {})
-            if {k: v for k, v in old_status.items() if k != "conditions"} == {
-                    k: v for k, v in status.items() if k != "conditions"}:
-                return
-            obj["status"] = status
-            self.store.write(rt, obj, stored.namespace, stored.name)
 
     def _crd_changed(self, event: Event) -> None:
         reg = self.store.registry
@@ -646,6 +711,7 @@ class Operations:
         plural = str(names.get("plural", ""))
         old_versions = {str(v.get("name")) for v in ((event.prev.obj.get("spec") or {}).get(
             "versions") or [])} if event.prev else set()
+        self.openapi.set_crd(event.new.name, None if event.type == "DELETED" else crd)
         if event.type == "DELETED":
             for v in old_versions | {str(v.get("name")) for v in spec.get("versions") or []}:
                 rt = reg.get(group, v, plural)
@@ -689,13 +755,3 @@ class Operations:
                                    if v.get("storage")],
             }
             self.store.write(rt, obj, "", stored.name)
-
-    def _access_review(self, rt: ResourceType, obj: Obj) -> Stored:
-        attrs = (obj.get("spec") or {}).get("resourceAttributes") or {}
-        verb, resource = str(attrs.get("verb", "")), str(attrs.get("resource", ""))
-        denied = any((v in (verb, "*")) and (r in (resource, "*")) for v, r in self.denied)
-        obj["status"] = {"allowed": not denied}
-        if denied:
-            obj["status"]["reason"] = "denied by the emulator (ApiServer.deny)"
-        obj["metadata"].setdefault("creationTimestamp", None)
-        return Stored(obj, self.store._serialize(rt, obj), rt)

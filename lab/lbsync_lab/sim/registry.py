@@ -2,9 +2,11 @@
 
 This module owns resource *types* (kind, namespaced flag, verbs, subresources,
 supported field selectors) and answers the discovery documents (``/api``,
-``/apis``, ``/api/v1``, ``/apis/{group}[/{version}]``) from them. The built-in
-types are registered by :func:`builtin_registry`; custom resource definitions
-add more at run time through :meth:`Registry.add`.
+``/apis``, ``/api/v1``, ``/apis/{group}[/{version}]``, and the aggregated
+``apidiscovery.k8s.io/v2`` lists) from them. The built-in types come from the real
+OpenAPI document (:func:`lbsync_lab.sim.openapi.builtin_types`) plus what discovery adds
+to it (short names, categories, group order); custom resource definitions add more at
+run time through :meth:`Registry.add`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from lbsync_lab.sim import openapi
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 ResKey = tuple[str, str, str]  # (group, version, plural)
@@ -34,6 +38,8 @@ class ResourceType:
     field_selectors: frozenset[str] = frozenset({"metadata.name", "metadata.namespace"})
     builtin: bool = True  # built-in lists omit kind/apiVersion on items; CRs keep them
     categories: tuple[str, ...] = ()
+    virtual: bool = False  # answered, never stored (access reviews, SelfSubjectReview)
+    subresources: tuple[str, ...] = ()  # besides status: "token" for serviceaccounts
 
     @property
     def key(self) -> ResKey:
@@ -61,17 +67,42 @@ class ResourceType:
         if self.categories:
             entry["categories"] = list(self.categories)
         out = [entry]
-        if self.has_status:
-            out.append(
-                {
-                    "name": self.plural + "/status",
-                    "singularName": "",
-                    "namespaced": self.namespaced,
-                    "kind": self.kind,
-                    "verbs": ["get", "patch", "update"],
-                }
-            )
+        for sub, kind, verbs in self._subresources():
+            out.append({"name": f"{self.plural}/{sub}", "singularName": "",
+                        "namespaced": self.namespaced, "kind": kind["kind"],
+                        "verbs": list(verbs), **({"group": kind["group"],
+                                                  "version": kind["version"]}
+                                                 if kind["group"] != self.group else {})})
         return out
+
+    def _subresources(self) -> list[tuple[str, dict[str, str], tuple[str, ...]]]:
+        me = {"group": self.group, "version": self.version, "kind": self.kind}
+        out: list[tuple[str, dict[str, str], tuple[str, ...]]] = []
+        if self.has_status:
+            out.append(("status", me, ("get", "patch", "update")))
+        if "token" in self.subresources:
+            out.append(("token", {"group": "authentication.k8s.io", "version": "v1",
+                                  "kind": "TokenRequest"}, ("create",)))
+        return out
+
+    def aggregated_entry(self) -> dict[str, Any]:
+        """This type as an apidiscovery.k8s.io/v2 APIResourceDiscovery."""
+        entry: dict[str, Any] = {
+            "resource": self.plural,
+            "responseKind": {"group": self.group, "version": self.version, "kind": self.kind},
+            "scope": "Namespaced" if self.namespaced else "Cluster",
+            "singularResource": self.singular or self.kind.lower(),
+            "verbs": list(self.verbs),
+        }
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        if self.categories:
+            entry["categories"] = list(self.categories)
+        subs = [{"subresource": sub, "responseKind": kind, "verbs": list(verbs)}
+                for sub, kind, verbs in self._subresources()]
+        if subs:
+            entry["subresources"] = subs
+        return entry
 
 
 @dataclass
@@ -108,15 +139,36 @@ class Registry:
     # -- discovery documents ---------------------------------------------------------------
 
     def group_versions(self) -> dict[str, list[str]]:
-        """Non-core groups and their versions (insertion order, preferred first)."""
+        """Non-core groups and their versions, in kube-apiserver's order (built-in groups by
+        priority, then custom resource groups by name; preferred version first)."""
         out: dict[str, list[str]] = {}
         for rt in self.all():
             if rt.group:
                 versions = out.setdefault(rt.group, [])
                 if rt.version not in versions:
                     versions.append(rt.version)
-        return {g: sorted(vs, key=version_priority) for g, vs in out.items()}
 
+        def rank(group: str) -> tuple[int, str]:
+            return (GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER),
+                    group)
+
+        return {g: sorted(out[g], key=version_priority) for g in sorted(out, key=rank)}
+
+    def aggregated(self, core: bool) -> dict[str, Any]:
+        """The apidiscovery.k8s.io/v2 APIGroupDiscoveryList of /api (core) or /apis."""
+        groups = {"": ["v1"]} if core else self.group_versions()
+        items = []
+        for group, versions in groups.items():
+            vs = []
+            for v in versions:
+                resources = sorted((rt.aggregated_entry() for rt in self.all()
+                                    if rt.group == group and rt.version == v),
+                                   key=lambda e: str(e["resource"]))
+                vs.append({"version": v, "resources": resources, "freshness": "Current"})
+            items.append({"metadata": {"name": group, "creationTimestamp": None},
+                          "versions": vs})
+        return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+                "metadata": {}, "items": items}
 
     def api_group(self, group: str) -> dict[str, Any] | None:
         versions = self.group_versions().get(group)
@@ -154,47 +206,78 @@ class Registry:
 
 _NODE_FIELDS = frozenset({"metadata.name", "spec.unschedulable"})
 _NS_FIELDS = frozenset({"metadata.name", "status.phase"})
-_SVC_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
 _SECRET_FIELDS = frozenset({"metadata.name", "metadata.namespace", "type"})
+_EVENT_FIELDS = frozenset({"metadata.name", "metadata.namespace", "involvedObject.kind",
+                           "involvedObject.namespace", "involvedObject.name",
+                           "involvedObject.uid", "involvedObject.apiVersion",
+                           "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                           "reason", "reportingComponent", "source", "type"})
+_POD_FIELDS = frozenset({"metadata.name", "metadata.namespace", "spec.nodeName",
+                         "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                         "spec.hostNetwork", "status.phase", "status.podIP",
+                         "status.nominatedNodeName"})
+FIELD_SELECTORS = {("", "nodes"): _NODE_FIELDS, ("", "namespaces"): _NS_FIELDS,
+                   ("", "secrets"): _SECRET_FIELDS, ("", "events"): _EVENT_FIELDS,
+                   ("", "pods"): _POD_FIELDS}
+
+# Facts kube-apiserver adds to discovery that the OpenAPI document does not carry.
+SHORT_NAMES = {
+    ("", "configmaps"): ("cm",), ("", "endpoints"): ("ep",), ("", "events"): ("ev",),
+    ("", "limitranges"): ("limits",), ("", "namespaces"): ("ns",), ("", "nodes"): ("no",),
+    ("", "persistentvolumeclaims"): ("pvc",), ("", "persistentvolumes"): ("pv",),
+    ("", "pods"): ("po",), ("", "replicationcontrollers"): ("rc",),
+    ("", "resourcequotas"): ("quota",), ("", "serviceaccounts"): ("sa",),
+    ("", "services"): ("svc",), ("apps", "daemonsets"): ("ds",),
+    ("apps", "deployments"): ("deploy",), ("apps", "replicasets"): ("rs",),
+    ("apps", "statefulsets"): ("sts",), ("autoscaling", "horizontalpodautoscalers"): ("hpa",),
+    ("batch", "cronjobs"): ("cj",), ("certificates.k8s.io", "certificatesigningrequests"):
+    ("csr",), ("events.k8s.io", "events"): ("ev",), ("networking.k8s.io", "ingresses"):
+    ("ing",), ("networking.k8s.io", "networkpolicies"): ("netpol",),
+    ("policy", "poddisruptionbudgets"): ("pdb",), ("scheduling.k8s.io", "priorityclasses"):
+    ("pc",), ("storage.k8s.io", "storageclasses"): ("sc",),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): ("crd", "crds"),
+}
+CATEGORIES = {("", "pods"): ("all",), ("", "services"): ("all",),
+              ("", "replicationcontrollers"): ("all",), ("apps", "deployments"): ("all",),
+              ("apps", "replicasets"): ("all",), ("apps", "statefulsets"): ("all",),
+              ("apps", "daemonsets"): ("all",), ("batch", "jobs"): ("all",),
+              ("batch", "cronjobs"): ("all",),
+              ("autoscaling", "horizontalpodautoscalers"): ("all",),
+              ("apiextensions.k8s.io", "customresourcedefinitions"): ("api-extensions",),
+              ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):
+              ("api-extensions",),
+              ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
+              ("api-extensions",),
+              ("apiregistration.k8s.io", "apiservices"): ("api-extensions",)}
+# Kinds that are answered, never stored (reviews, token requests).
+VIRTUAL_KINDS = frozenset({"SelfSubjectAccessReview", "SelfSubjectRulesReview",
+                           "SubjectAccessReview", "LocalSubjectAccessReview",
+                           "SelfSubjectReview", "TokenReview"})
+# The subresources the emulator implements (a real server has more: log, exec, eviction...).
+SERVED_SUBRESOURCES = frozenset({"status", "token"})
+# kube-apiserver's group priority: the order of /apis and of aggregated discovery.
+GROUP_ORDER = ("apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io",
+               "authorization.k8s.io", "autoscaling", "batch", "certificates.k8s.io",
+               "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io",
+               "admissionregistration.k8s.io", "apiextensions.k8s.io", "scheduling.k8s.io",
+               "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io",
+               "flowcontrol.apiserver.k8s.io", "resource.k8s.io")
 
 
 def builtin_registry() -> Registry:
-    """The built-in resource types the emulator serves."""
+    """The built-in resource types a default 1.3x server serves, from the real OpenAPI
+    document (raises MissingTestData when the document is not there)."""
     reg = Registry()
-    core = [
-        ResourceType("", "v1", "namespaces", "Namespace", False, short_names=("ns",),
-                     has_status=True, field_selectors=_NS_FIELDS,
-                     verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
-        ResourceType("", "v1", "nodes", "Node", False, short_names=("no",), has_status=True,
-                     field_selectors=_NODE_FIELDS),
-        ResourceType("", "v1", "services", "Service", True, short_names=("svc",),
-                     has_status=True, field_selectors=_SVC_FIELDS, categories=("all",),
-                     verbs=("create", "delete", "deletecollection", "get", "list", "patch",
-                            "update", "watch")),
-        ResourceType("", "v1", "endpoints", "Endpoints", True, short_names=("ep",)),
-        ResourceType("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
-        ResourceType("", "v1", "secrets", "Secret", True, field_selectors=_SECRET_FIELDS),
-        ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",)),
-        ResourceType("", "v1", "pods", "Pod", True, short_names=("po",), has_status=True,
-                     categories=("all",)),
-    ]
-    others = [
-        ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
-        ResourceType("apps", "v1", "deployments", "Deployment", True, short_names=("deploy",),
-                     has_status=True, categories=("all",)),
-        ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
-        ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings",
-                     "ClusterRoleBinding", False),
-        ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
-        ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
-        ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
-                     "CustomResourceDefinition", False, short_names=("crd", "crds"),
-                     has_status=True),
-        ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
-                     "SelfSubjectAccessReview", False, verbs=("create",)),
-    ]
-    for rt in core + others:
-        reg.add(rt)
+    for t in openapi.builtin_types():
+        gp = (t.group, t.plural)
+        subs = tuple(s for s in t.subresources if s in SERVED_SUBRESOURCES)
+        reg.add(ResourceType(
+            t.group, t.version, t.plural, t.kind, t.namespaced,
+            short_names=SHORT_NAMES.get(gp, ()), verbs=t.verbs, has_status="status" in subs,
+            field_selectors=FIELD_SELECTORS.get(gp, frozenset({"metadata.name",
+                                                               "metadata.namespace"})),
+            categories=CATEGORIES.get(gp, ()), virtual=t.kind in VIRTUAL_KINDS,
+            subresources=subs))
     return reg
 
 

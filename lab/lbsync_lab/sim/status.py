@@ -38,6 +38,10 @@ class ApiError(Exception):
         self.body = status(code, message, reason, details)
 
 
+class Conflict(ApiError):
+    """A write whose resourceVersion is stale (409): read again and retry."""
+
+
 def not_found(resource: str, name: str, group: str = "") -> ApiError:
     qual = f"{resource}.{group}" if group else resource
     return ApiError(404, f'{qual} "{name}" not found',

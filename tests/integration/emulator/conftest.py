@@ -1,4 +1,5 @@
-"""Fixtures: a fresh emulator per test and real `kubernetes` clients pointed at it."""
+"""Fixtures: a fresh emulator per test, real `kubernetes` clients and the real kubectl pointed
+at it, and the stand-in controllers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import kubernetes
 import pytest
+from lbsync_lab.controllers import ControllerManager
 from lbsync_lab.sim import ApiServer
+from lbsync_lab.sim.clients import Kubectl
 
 
 @pytest.fixture
@@ -29,3 +32,17 @@ def client(api: ApiServer) -> Any:
 @pytest.fixture
 def core(client: Any) -> Any:
     return kubernetes.client.CoreV1Api(client)
+
+
+@pytest.fixture
+def kubectl(api: ApiServer, tmp_path: Path) -> Kubectl:
+    """The real kubectl (scripts/get-tools.sh), with the emulator's admin kubeconfig."""
+    return Kubectl(api.kubeconfig_path, tmp_path / "kubectl")
+
+
+@pytest.fixture
+def controllers(api: ApiServer) -> Iterator[ControllerManager]:
+    """kube-controller-manager's stand-ins (Deployments, tokens, garbage collection)."""
+    with ControllerManager(api) as manager:
+        yield manager
+    assert not manager.errors, manager.errors

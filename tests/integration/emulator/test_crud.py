@@ -13,6 +13,7 @@ import yaml
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from lbsync_lab import data
+from lbsync_lab.controllers import ControllerManager
 from lbsync_lab.sim import ApiServer, objects
 from lbsync_lab.sim.testing import WatchReader
 
@@ -188,14 +189,43 @@ def test_access_reviews_and_deny(api: ApiServer, client: Any) -> None:
     assert allowed("list", "nodes")
 
 
-def test_deployment_becomes_ready(api: ApiServer, client: Any) -> None:
+def test_deployment_becomes_ready_with_the_controller(api: ApiServer, client: Any) -> None:
     api.put(objects.namespace("kong"))
     apps = kubernetes.client.AppsV1Api(client)
-    apps.create_namespaced_deployment("kong", {
-        "metadata": {"name": "kong"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "kong"}},
-                 "template": {"metadata": {"labels": {"app": "kong"}},
-                              "spec": {"containers": [{"name": "kong", "image": "kong:3.7"}]}}}})
+    with ControllerManager(api) as controllers:
+        _create_and_wait_ready(apps)
+    assert not controllers.errors
+    rs = apps.list_namespaced_replica_set("kong").items
+    assert len(rs) == 1 and rs[0].metadata.owner_references[0].name == "kong"
+    assert rs[0].status.ready_replicas == 2
+    # the garbage collector removes the ReplicaSet with its Deployment
+    with ControllerManager(api):
+        apps.delete_namespaced_deployment("kong", "kong")
+        deadline = time.monotonic() + 5
+        while apps.list_namespaced_replica_set("kong").items and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not apps.list_namespaced_replica_set("kong").items
+
+
+def test_deployment_stays_unready_without_controllers(api: ApiServer, client: Any) -> None:
+    """kube-apiserver alone makes no ReplicaSet and reports no status: controllers do."""
+    api.put(objects.namespace("kong"))
+    apps = kubernetes.client.AppsV1Api(client)
+    apps.create_namespaced_deployment("kong", _DEPLOYMENT)
+    time.sleep(0.5)
+    assert apps.read_namespaced_deployment("kong", "kong").status is None
+    assert not apps.list_namespaced_replica_set("kong").items
+
+
+_DEPLOYMENT = {
+    "metadata": {"name": "kong"},
+    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "kong"}},
+             "template": {"metadata": {"labels": {"app": "kong"}},
+                          "spec": {"containers": [{"name": "kong", "image": "kong:3.7"}]}}}}
+
+
+def _create_and_wait_ready(apps: Any) -> None:
+    apps.create_namespaced_deployment("kong", _DEPLOYMENT)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         d = apps.read_namespaced_deployment("kong", "kong")
@@ -214,7 +244,10 @@ def test_crd_registers_a_resource(api: ApiServer, client: Any, dyn: DynamicClien
                     "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
                               "listKind": "WidgetList"},
                     "versions": [{"name": "v1", "served": True, "storage": True,
-                                  "schema": {"openAPIV3Schema": {"type": "object"}},
+                                  "schema": {"openAPIV3Schema": {
+                                      "type": "object", "properties": {"spec": {
+                                          "type": "object",
+                                          "properties": {"size": {"type": "integer"}}}}}},
                                   "subresources": {"status": {}}}]}}
     ssa(dyn, crds, crd, "test")
     est = _wait_established(api, "widgets.example.com")
@@ -224,8 +257,10 @@ def test_crd_registers_a_resource(api: ApiServer, client: Any, dyn: DynamicClien
     widgets = fresh.resources.get(api_version="example.com/v1", kind="Widget")
     w = ssa(fresh, widgets, {
         "apiVersion": "example.com/v1", "kind": "Widget",
-        "metadata": {"name": "w1", "namespace": "demo"}, "spec": {"size": 3}}, "test")
+        "metadata": {"name": "w1", "namespace": "demo"}, "spec": {"size": 3, "color": "red"}},
+        "test")
     assert w.spec.size == 3 and w.metadata.generation == 1
+    assert w.spec.color is None  # pruned: the CRD's schema does not declare it
     listed = fresh.get(widgets, namespace="demo")
     assert [i.metadata.name for i in listed.items] == ["w1"]
     assert listed.items[0].kind == "Widget"  # custom resource lists keep TypeMeta

@@ -184,13 +184,14 @@ class Lab:
 
 
 @contextlib.contextmanager
-def emulator_process(workdir: Path, nodes: int) -> Iterator[Path]:
+def emulator_process(workdir: Path, nodes: int, *options: str) -> Iterator[Path]:
     """The emulator as its own process with `nodes` Nodes and Kong's proxy Service; yields
-    its kubeconfig. Benchmarks use it so that the emulator's CPU is not lbsync's."""
+    its kubeconfig. Benchmarks use it so that the emulator's CPU is not lbsync's. `options`
+    are more of its command line (`--watch-list off`)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "lbsync_lab.sim", "--nodes", str(nodes), "--demo-objects",
-         "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, env=child_env())
+         "--workdir", str(workdir), *options], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env=child_env())
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()

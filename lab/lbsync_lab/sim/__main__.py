@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lbsync_lab.controllers import ControllerManager
 from lbsync_lab.sim import ApiServer, objects
+from lbsync_lab.sim.server import WATCH_LIST_MODES
 
 
 def add_nodes(api: ApiServer, nodes: int) -> None:
@@ -50,11 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default="secret", help="bearer token clients must send")
     p.add_argument("--no-tls", action="store_true", help="serve plain HTTP")
     p.add_argument("--bookmark-interval", type=float, default=60.0)
+    p.add_argument("--watch-list", choices=WATCH_LIST_MODES, default="on",
+                   help="serve watch-lists (sendInitialEvents) as kube-apiserver 1.35 does "
+                   "(on), refuse them as 1.27-1.31 do with the WatchList gate off (off), or "
+                   "ignore the parameters and send no initial-events-end bookmark (ignored)")
     p.add_argument("--no-controllers", action="store_true",
                    help="run no stand-in controllers (Deployments then never become ready)")
     args = p.parse_args(argv)
     api = ApiServer(workdir=args.workdir, token=args.token, tls=not args.no_tls,
-                    bookmark_interval=args.bookmark_interval, host=args.host, port=args.port)
+                    bookmark_interval=args.bookmark_interval, host=args.host, port=args.port,
+                    watch_list=args.watch_list)
     add_nodes(api, args.nodes)
     if args.demo_objects:
         add_demo_objects(api)

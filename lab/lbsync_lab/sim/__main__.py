@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
                    "ignore the parameters and send no initial-events-end bookmark (ignored)")
     p.add_argument("--no-controllers", action="store_true",
                    help="run no stand-in controllers (Deployments then never become ready)")
+    p.add_argument("--stdin-control", action="store_true",
+                   help="read fault commands from stdin, one a line: compact (forget "
+                   "history: older resourceVersions get 410), drop-watches; each answered "
+                   "with `ok COMMAND` on stdout")
     args = p.parse_args(argv)
     api = ApiServer(workdir=args.workdir, token=args.token, tls=not args.no_tls,
                     bookmark_interval=args.bookmark_interval, host=args.host, port=args.port,
@@ -74,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+    if args.stdin_control:
+        threading.Thread(target=_control, args=(api,), daemon=True).start()
     with contextlib.ExitStack() as stack:
         if not args.no_controllers:
             stack.enter_context(ControllerManager(api))
@@ -81,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
     api.stop()
     return 0
+
+
+def _control(api: ApiServer) -> None:
+    """Fault commands from another process (a benchmark): see --stdin-control."""
+    actions = {"compact": api.compact, "drop-watches": api.faults.drop_watches}
+    for line in sys.stdin:
+        command = line.strip()
+        if command in actions:
+            actions[command]()
+            print(f"ok {command}", flush=True)
+        elif command:
+            print(f"unknown {command}", flush=True)
 
 
 if __name__ == "__main__":

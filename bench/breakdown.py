@@ -1,0 +1,100 @@
+"""Where the time of `lbsync once` goes, step by step, in one process: run by bench/perf.py with
+each library set's interpreter, against a running emulator and nginx. Prints JSON (ms).
+
+Each step runs alone, so that the floor can be added up from its parts: the interpreter's
+start (measured by perf.py), TLS, transfer (the watch-list read to its end, unparsed), parse
+(json.loads of every event: what is needed cannot be found without it), nginx -t, reload.
+`list` is the same read as lbsync does it, streamed: transfer, parse and reduce overlap.
+
+    python bench/breakdown.py CONFIG
+"""
+
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+# What `lbsync once` imports (lbsync.cli imports only the module of the command it runs).
+import lbsync.cli  # noqa: E402
+import lbsync.cmd_sync  # noqa: E402, F401
+from lbsync import config, desired, files, kube, nginxctl, render, sync  # noqa: E402
+from lbsync.model import node_from_json  # noqa: E402
+
+IMPORTED = time.perf_counter()
+
+STREAM = {"watch": "1", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
+          "allowWatchBookmarks": "true", "timeoutSeconds": "120"}
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def main() -> int:
+    out: dict[str, float] = {"import": ms(IMPORTED - T0)}
+    t = time.perf_counter()
+    cfg = config.load(config.config_path(sys.argv[1]))
+    template = sync.load_template(cfg)
+    client = kube.Client.from_config(cfg.kubernetes)
+    out["config"] = ms(time.perf_counter() - t)
+
+    t = time.perf_counter()
+    client.call("GET", "/version", what="version")
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    client.call("GET", "/version", what="version")
+    out["tls"] = ms(first - (time.perf_counter() - t))  # connect + handshake
+
+    t = time.perf_counter()
+    response = client._open("GET", "/api/v1/nodes", STREAM, None, None, (5.0, 30.0), "list")
+    chunks = []
+    for chunk in response.stream(256 << 10):
+        chunks.append(chunk)
+        if kube.INITIAL_EVENTS_END.encode() in chunk[-400:]:
+            break
+    response.close()
+    out["transfer"] = ms(time.perf_counter() - t)
+    out["bytes_mb"] = round(sum(map(len, chunks)) / 1e6, 1)
+
+    t = time.perf_counter()
+    events = [json.loads(line) for line in kube.split_lines(iter(chunks), "list")]
+    out["parse"] = ms(time.perf_counter() - t)
+    del chunks
+    t = time.perf_counter()
+    nodes = {n.name: n for n in (node_from_json(e["object"]) for e in events
+                                 if e["type"] == "ADDED")}
+    out["reduce"] = ms(time.perf_counter() - t)
+    del events, nodes
+
+    t = time.perf_counter()
+    snapshot = sync.fetch_snapshot(client, cfg)
+    out["list"] = ms(time.perf_counter() - t)  # streamed, as `once` reads (with the Service)
+    out["nodes"] = len(snapshot.nodes)
+
+    t = time.perf_counter()
+    decided = desired.plan(snapshot, cfg)
+    out["plan"] = ms(time.perf_counter() - t)
+    t = time.perf_counter()
+    text = render.render(decided, template, cfg.nginx.server_options)
+    out["render"] = ms(time.perf_counter() - t)
+    t = time.perf_counter()
+    files.write_atomic(cfg.nginx.output, text.encode())
+    out["write"] = ms(time.perf_counter() - t)
+    t = time.perf_counter()
+    tested = nginxctl.run(cfg.nginx.test_command, 30)
+    out["nginx_t"] = ms(time.perf_counter() - t)
+    t = time.perf_counter()
+    reloaded = nginxctl.run(cfg.nginx.reload_command, 30)
+    out["reload"] = ms(time.perf_counter() - t)
+    if not (tested.ok and reloaded.ok):
+        raise SystemExit(f"nginx failed: {tested.output} {reloaded.output}")
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

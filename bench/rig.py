@@ -41,9 +41,9 @@ def rig(work: Path, nodes: int, *emulator: str, **sections: Any) -> Iterator[Rig
             "upstreams": [{"name": "k8s_cluster", "service": "kong/kong-gateway-proxy",
                            "port": 80}],
             "nodes": {"allow_loopback": True},
-            "nginx": {"output": str(nginx.output), "test_command": list(nginx.test_command),
+            "nginx": {"servers_dir": str(nginx.staged), "test_command": list(nginx.test_command),
                       "reload_command": list(nginx.reload_command),
-                      "state_dir": str(work / "state")},
+                      "pid_file": str(nginx.pid_file), "state_dir": str(work / "state")},
             "log": {"format": "json"},
         }, sections)))
         yield Rig(kubeconfig, nginx, config, process, work)

@@ -1,10 +1,13 @@
-"""Applying rendered files to NGINX: compare, swap, test, reload, and roll back on failure.
+"""Applying rendered files to NGINX: compare, swap, test, reload, confirm, roll back.
 
 The certbot-nginx order: `nginx -t` can only check the whole configuration, so the new files
-are put in place first, tested, and the previous bytes are put back if the test or the reload
-fails. What NGINX last loaded is recorded after each successful reload; when the files and
-the record both match, nothing is written, tested or reloaded. A pass interrupted after the
-write (SIGKILL during `nginx -t`) left no record, so the next one tests and reloads.
+are put in place first (the test command publishes them, as root, after checking each line),
+tested, and the previous bytes are put back if the test or the reload fails. A reload only
+counts when nginx started a new generation of workers: `nginx -s reload` exits 0 even when the
+master then refuses the new configuration (a port it cannot bind), and keeps the old one.
+What NGINX last loaded is recorded after each confirmed reload; when the files and the record
+both match, nothing is written, tested or reloaded. A pass interrupted after the write
+(SIGKILL during `nginx -t`) left no record, so the next one tests and reloads.
 """
 
 from __future__ import annotations
@@ -38,19 +41,19 @@ def apply(new: Mapping[Path, bytes], cfg: NginxConfig, servers: Mapping[str, lis
     `servers` (per upstream) is recorded with the files' digest, so that the next pass knows
     what NGINX runs without reading files back.
     """
-    record = files.read_record(cfg.output, cfg.state_dir)
+    record = files.read_record(cfg.servers_dir, cfg.state_dir)
     previous = _servers(record)
     digest = files.digest(new)
     old = {path: files.read(path) for path in new}
     if not force and record is not None and record.get("digest") == digest and \
             all(old[path] == data for path, data in new.items()):
         return Applied(Outcome.UNCHANGED, previous)
-    files.forget_record(cfg.output, cfg.state_dir)
+    files.forget_record(cfg.servers_dir, cfg.state_dir)
     for path, data in new.items():
         if old[path] != data:
             files.write_atomic(path, data)
     _test_and_reload(cfg, old, new)
-    files.write_record(cfg.output, cfg.state_dir,
+    files.write_record(cfg.servers_dir, cfg.state_dir,
                        {"digest": digest, "upstreams": {k: list(v) for k, v in servers.items()}})
     return Applied(Outcome.RELOADED, previous)
 
@@ -62,13 +65,20 @@ def _test_and_reload(cfg: NginxConfig, old: Mapping[Path, bytes | None],
         _restore(old, new)
         raise ApplyError(
             f"nginx test failed, previous file restored: {tested.first_error}", "test")
+    master = nginxctl.master_pid(cfg.pid_file) if cfg.pid_file is not None else None
+    before = nginxctl.workers(master) if master is not None else set()
     reloaded = nginxctl.run(cfg.reload_command, cfg.command_timeout)
-    if not reloaded.ok:
-        # The master may not have read the new file: put the old one back so that the file
-        # on disk keeps describing what nginx runs, and the next pass tries again.
+    problem = "" if reloaded.ok else reloaded.first_error
+    if not problem and master is not None and \
+            not nginxctl.wait_new_workers(master, before, cfg.command_timeout):
+        problem = ("nginx started no new workers: it kept the old configuration "
+                   "(see nginx's error log)")
+    if problem:
+        # The master may not run the new files: put the old ones back (and publish them
+        # again) so that the files keep describing what nginx runs; the next pass retries.
         _restore(old, new)
-        raise ApplyError(
-            f"nginx reload failed, previous file restored: {reloaded.first_error}", "reload")
+        nginxctl.run(cfg.test_command, cfg.command_timeout)
+        raise ApplyError(f"nginx reload failed, previous file restored: {problem}", "reload")
 
 
 def _restore(old: Mapping[Path, bytes | None], new: Mapping[Path, bytes]) -> None:

@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     daemon = Daemon(cfg, config_path=config.config_path(args.config))
     # The lock first: a second daemon must say "locked", not "address in use".
-    with files.locked(cfg.nginx.output, cfg.nginx.state_dir):
+    with files.locked(cfg.nginx.servers_dir, cfg.nginx.state_dir):
         try:
             http = HttpApi(daemon, cfg.http.host, cfg.http.port)
         except OSError as exc:
@@ -86,7 +86,7 @@ def trigger_sync(cfg: config.Config) -> int:
         body = _get(cfg, "/sync", method="POST", timeout=60)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise SyncError(
-            f"{cfg.nginx.output} is locked by another lbsync process, and no daemon answers "
+            f"{cfg.nginx.servers_dir} is locked by another lbsync process, and no daemon answers "
             f"on {cfg.http.listen} ({getattr(exc, 'reason', exc)})"
         ) from None
     if not body.get("ok"):
@@ -108,8 +108,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         code = EXIT_OK if status.get("ready") else EXIT_FAILED
     else:
         if status is not None:
-            source = (f"the daemon on {cfg.http.listen} runs another configuration (output "
-                      f"{printable(status.get('output'))}); computed from the cluster now")
+            source = (f"the daemon on {cfg.http.listen} runs another configuration (servers "
+                      f"{printable(status.get('servers_dir'))}); computed from the cluster now")
         else:
             source = f"no daemon answers on {cfg.http.listen}: computed from the cluster now"
         status = _status_from_cluster(cfg)

@@ -15,16 +15,18 @@ from lbsync.sync import compute, load_template, read_cluster, sync_pass
 def register(sub: Any) -> None:
     add_command(
         sub, "once", "sync once: read the cluster, write, test and reload NGINX", cmd_once,
-        "Read the cluster, write the NGINX upstream file if it changed, check it with the test "
-        "command, reload NGINX, and print one line per upstream. If NGINX already runs these "
-        "bytes, nothing is written and NGINX is not reloaded. If the test or the reload "
-        "fails, the previous file is put back. With a daemon running, the daemon syncs.",
+        "Read the cluster, write each upstream's servers file if it changed, publish and "
+        "check them with the test command, reload NGINX, and print one line per upstream. If "
+        "NGINX already runs these bytes, nothing is written and NGINX is not reloaded. If the "
+        "test or the reload fails, the previous files are put back. With a daemon running, "
+        "the daemon syncs.",
     )
     add_command(
         sub, "render", "print the upstream file that `once` would write; change nothing",
         cmd_render,
-        "Read the cluster and print the NGINX upstream file to stdout. Touches no file and "
-        "does not run nginx.",
+        "Read the cluster and print the servers file of each upstream to stdout (with a "
+        "==> PATH <== line before each when there are several). Touches no file and does "
+        "not run nginx.",
     )
 
 
@@ -32,7 +34,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     template = load_template(cfg)
     try:
-        with files.locked(cfg.nginx.output, cfg.nginx.state_dir):
+        with files.locked(cfg.nginx.servers_dir, cfg.nginx.state_dir):
             result = sync_pass(read_cluster(cfg), cfg, template)
     except Locked:
         # A running daemon holds the lock: it syncs for us instead of us racing it.
@@ -47,6 +49,9 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     template = load_template(cfg)
-    _, text = compute(read_cluster(cfg), cfg, template)
-    sys.stdout.write(text)
+    _, texts = compute(read_cluster(cfg), cfg, template)
+    for path, text in texts.items():
+        if len(texts) > 1:
+            sys.stdout.write(f"==> {path} <==\n")
+        sys.stdout.write(text)
     return EXIT_OK

@@ -178,18 +178,29 @@ class NodesConfig:
 
 @dataclass(frozen=True)
 class NginxConfig:
-    output: Path = setting(
-        Path("/etc/nginx/conf.d/lbsync-upstreams.conf"),
-        help="The file lbsync owns, included inside http {}. lbsync needs write access to "
-        "its directory (atomic rename).")
+    servers_dir: Path = setting(
+        Path("/var/lib/lbsync/servers"),
+        help="Where lbsync writes one NAME.servers file per upstream: `server` lines only. "
+        "The root side (the test command) checks every line and publishes the files where "
+        "nginx includes them, inside `upstream` blocks root defines (see the README).")
     template: Path | None = setting(None, help="A Jinja2 template replacing the built-in one "
-                                    "(see the README).")
+                                    "for each upstream's servers file (see the README); its "
+                                    "output must be `server` lines.")
     test_command: tuple[str, ...] = setting(
-        ("nginx", "-t"), parse=_command, kind="command",
-        help="Run after writing; on failure the old file is put back.")
+        ("systemctl", "--no-ask-password", "start", "lbsync-nginx-test.service"),
+        parse=_command, kind="command",
+        help="Run after writing: publishes the checked files to nginx and runs `nginx -t` "
+        "(the packaged root unit runs `python3 -m lbsync.publish`); on failure lbsync's "
+        "files are put back.")
     reload_command: tuple[str, ...] = setting(
-        ("nginx", "-s", "reload"), parse=_command, kind="command",
-        help="Or: systemctl reload nginx.")
+        ("systemctl", "--no-ask-password", "start", "lbsync-nginx-reload.service"),
+        parse=_command, kind="command",
+        help="Reloads nginx and confirms that new workers run the new configuration (the "
+        "packaged root unit runs `python3 -m lbsync.nginxctl reload`).")
+    pid_file: Path | None = setting(
+        None, help="nginx's pid file, when lbsync may read nginx's processes itself: then it "
+        "confirms each reload by the new worker generation. Unset with the packaged units, "
+        "which confirm as root.", example="/run/nginx.pid")
     server_options: str = setting(
         "max_fails=3 fail_timeout=10s", parse=_server_options,
         help="Appended to every server line. Allowed: weight=, max_conns=, max_fails=, "
@@ -200,6 +211,14 @@ class NginxConfig:
     state_dir: Path = setting(
         Path("/run/lbsync"), help="Where lbsync keeps its lock and the record of what NGINX "
         "last loaded (mode 0700; systemd's RuntimeDirectory).")
+
+    REMOVED: ClassVar[dict[str, str]] = {
+        "output": "replaced by nginx.servers_dir: lbsync now writes only server lines, which "
+                  "root publishes into upstream blocks it defines (README: Upgrading)",
+    }
+
+    def servers_file(self, upstream: str) -> Path:
+        return self.servers_dir / f"{upstream}.servers"
 
 
 @dataclass(frozen=True)
@@ -274,7 +293,7 @@ class Config:
         import hashlib
 
         k = self.kubernetes
-        seed = f"{self.nginx.output}\0{k.kubeconfig}\0{k.context}"
+        seed = f"{self.nginx.servers_dir}\0{k.kubeconfig}\0{k.context}"
         return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
     RULES: ClassVar[tuple[Rule, ...]] = (
@@ -331,9 +350,8 @@ def check_filesystem(cfg: Config) -> None:
     kubeconfig = cfg.kubernetes.kubeconfig
     if kubeconfig is not None and not kubeconfig.is_file():
         raise ConfigError(f"kubernetes.kubeconfig: {kubeconfig}: no such file")
-    out_dir = cfg.nginx.output.parent
-    if not out_dir.is_dir():
-        raise ConfigError(f"nginx.output: directory {out_dir} does not exist")
+    if not cfg.nginx.servers_dir.is_dir():
+        raise ConfigError(f"nginx.servers_dir: {cfg.nginx.servers_dir} is not a directory")
     template = cfg.nginx.template
     if template is not None and not template.is_file():
         raise ConfigError(f"nginx.template: {template}: no such file")

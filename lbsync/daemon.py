@@ -163,10 +163,11 @@ class Daemon:
             signal.signal(signal.SIGINT, lambda *_: self.request_stop())
             signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         nginx = self.cfg.nginx
-        with files.locked(nginx.output, nginx.state_dir) if lock else contextlib.nullcontext():
+        with (files.locked(nginx.servers_dir, nginx.state_dir) if lock
+              else contextlib.nullcontext()):
             self.kube = self.kube_factory(self.cfg)
             self._start_watchers()
-            self.log.info("started", output=str(self.cfg.nginx.output),
+            self.log.info("started", servers_dir=str(self.cfg.nginx.servers_dir),
                           upstreams=[u.name for u in self.cfg.upstreams],
                           api=self.kube.server)
             self.notifier.status("listing the cluster")
@@ -342,8 +343,10 @@ class Daemon:
         try:
             new = config_mod.load(self.config_path)
             template = load_template(new)
-            if (new.nginx.output, new.nginx.state_dir) != (old.nginx.output, old.nginx.state_dir):
-                raise ConfigError("nginx.output: cannot change while running; restart lbsync")
+            if (new.nginx.servers_dir, new.nginx.state_dir) != (old.nginx.servers_dir,
+                                                                old.nginx.state_dir):
+                raise ConfigError("nginx.servers_dir: cannot change while running; restart "
+                                  "lbsync")
             # A new kubeconfig is loaded before anything is swapped, so a bad one is refused.
             kube = self.kube_factory(new) if new.kubernetes != old.kubernetes else self.kube
         except ConfigError as exc:
@@ -417,7 +420,7 @@ class Daemon:
                 watches.append({"source": r.source, "ok": r.health.failing_since is None,
                                 "last_error": r.health.last_error})
         return {
-            "ready": ready, "reason": reason, "output": str(self.cfg.nginx.output),
+            "ready": ready, "reason": reason, "servers_dir": str(self.cfg.nginx.servers_dir),
             "identity": self.cfg.identity, "config": str(self.config_path or ""),
             "started": self.started, "last_reload": self.last_reload,
             "last_sync": None if last is None else {

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from lbsync import serverlines
 from lbsync.config import Config, NodesConfig, UpstreamConfig
 from lbsync.errors import SyncError
 from lbsync.model import AUTOSCALER_TAINT, Node, Service, Snapshot
@@ -157,26 +158,12 @@ def check_address(raw: str, rules: NodesConfig) -> tuple[IPAddress | None, str]:
     address = parse_address(raw)
     if address is None:
         return None, "not an IP address"
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.scope_id is not None:
-            return None, "scoped (host-local)"
-        if address.ipv4_mapped is not None:
-            return None, "IPv4-mapped"
-    if address.is_loopback and not rules.allow_loopback:
-        return None, "loopback"
-    for refused, why in ((address.is_unspecified, "unspecified"),
-                         (address.is_link_local, "link-local"),
-                         (address.is_multicast, "multicast"),
-                         (address == BROADCAST, "broadcast"),
-                         (address.is_reserved, "reserved")):
-        if refused:
-            return None, why
+    why = serverlines.address_problem(address, allow_loopback=rules.allow_loopback)
+    if why:
+        return None, why
     if rules.allowed_cidrs and not any(address in _network(c) for c in rules.allowed_cidrs):
         return None, "outside nodes.allowed_cidrs"
     return address, ""
-
-
-BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 @functools.lru_cache(maxsize=64)

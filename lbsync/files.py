@@ -51,6 +51,36 @@ def read(path: Path) -> bytes | None:
         return fh.read()
 
 
+def read_untrusted(path: Path, max_bytes: int) -> bytes:
+    """A file another (less trusted) user wrote: a regular file, not a symlink, a FIFO or a
+    device, at most `max_bytes`. Raises SyncError naming the path."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "a symlink" if exc.errno == errno.ELOOP else exc.strerror
+        raise SyncError(f"{path}: {why}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise SyncError(f"{path}: not a regular file")
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise SyncError(f"{path}: larger than {max_bytes} bytes")
+    return data
+
+
+def check_private_dir(directory: Path, what: str) -> None:
+    """`directory` must be a real directory that only this user (or root) can change."""
+    try:
+        info = os.lstat(directory)
+    except OSError as exc:
+        raise SyncError(f"{what} {directory}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise SyncError(f"{what} {directory}: not a directory")
+    if info.st_uid not in (0, os.geteuid()) or info.st_mode & 0o022:
+        raise SyncError(f"{what} {directory}: must be owned by this user or root and "
+                        "writable by no one else")
+
+
 def read_template(path: Path) -> str:
     """An operator's template. It decides what lbsync writes into NGINX's configuration, so
     it must be as trusted as lbsync's config: owned by root or by lbsync's own user, and

@@ -1,14 +1,25 @@
-"""Running nginx: the configured test and reload commands, and what they said.
+"""Running nginx: the configured test and reload commands, what they said, and whether a
+reload took effect.
 
 The only module that starts processes. Commands are argv tuples (never a shell), bounded by a
-timeout, and their output is reduced to the one line an operator needs.
+timeout, and their output is reduced to the one line an operator needs. A reload took effect
+when the master started a new generation of workers; `nginx -s reload` only sends a signal
+and exits 0 even when the master then keeps the old configuration.
+
+`python3 -m lbsync.nginxctl reload PID_FILE -- RELOAD_COMMAND...` is the packaged root unit's
+reload (lbsync itself may not see root's processes): run the command, then wait for new
+workers; exit 1 if none came.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -65,3 +76,75 @@ PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "
 
 def child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+
+
+# --- did the reload take effect? ---------------------------------------------------------
+
+
+def master_pid(pid_file: Path) -> int | None:
+    """The running master's PID from its pid file (None: no master running)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _state(pid) not in ("", "Z") else None
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def workers(master: int) -> set[int]:
+    """The master's current workers (old ones shutting down after a reload excluded)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == master and b"worker process" in cmdline and b"shutting down" not in cmdline:
+            found.add(int(proc.name))
+    return found
+
+
+def wait_new_workers(master: int, before: set[int], timeout: float) -> bool:
+    """True once the master runs a worker that was not there before the reload."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if workers(master) - before:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 4 or args[0] != "reload" or args[2] != "--":
+        print("usage: python3 -m lbsync.nginxctl reload PID_FILE -- RELOAD_COMMAND...",
+              file=sys.stderr)
+        return 2
+    master = master_pid(Path(args[1]))
+    if master is None:
+        print(f"nginx is not running (no master in {args[1]})", file=sys.stderr)
+        return 1
+    before = workers(master)
+    result = run(tuple(args[3:]), 30.0)
+    if not result.ok:
+        print(result.first_error, file=sys.stderr)
+        return 1
+    if not wait_new_workers(master, before, 30.0):
+        print("nginx started no new workers: it kept the old configuration "
+              "(see nginx's error log)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -105,7 +105,10 @@ def load(cls: type[T], raw: Any, *, prefix: str = "", base: Path | None = None) 
         raise ConfigError(f"{where}: must be a mapping, got {type_name(raw)}")
     declared = fields(cls)
     names = [f.name for f, _ in declared]
+    removed: dict[str, str] = getattr(cls, "REMOVED", {})
     for key in raw:
+        if key in removed:
+            raise ConfigError(f"{prefix}{key}: {removed[key]}")
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""

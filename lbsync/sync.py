@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import jinja2
 
@@ -79,10 +80,14 @@ def load_template(config: Config) -> jinja2.Template:
     return render.compile_template(files.read_template(path), str(path))
 
 
-def compute(snapshot: Snapshot, config: Config, template: jinja2.Template) -> tuple[Plan, str]:
-    """The pure part of a pass: the plan and the file's text."""
+def compute(snapshot: Snapshot, config: Config, template: jinja2.Template
+            ) -> tuple[Plan, dict[Path, str]]:
+    """The pure part of a pass: the plan and each servers file's path and text."""
     decided = plan(snapshot, config)
-    return decided, render.render(decided, template, config.nginx.server_options)
+    texts = render.render(decided, template, config.nginx.server_options,
+                          allow_loopback=config.nodes.allow_loopback,
+                          port_range=config.nodes.port_range)
+    return decided, {config.nginx.servers_file(name): text for name, text in texts.items()}
 
 
 def log_untrusted(decided: Plan) -> None:
@@ -99,9 +104,9 @@ def sync_pass(snapshot: Snapshot, config: Config, template: jinja2.Template, *,
               force: bool = False) -> PassResult:
     """Compute and apply. The caller holds the output's lock. `force`: test and reload even
     when the record says NGINX already runs these bytes (the daemon's first pass)."""
-    decided, text = compute(snapshot, config, template)
+    decided, texts = compute(snapshot, config, template)
     log_untrusted(decided)
-    applied = apply({config.nginx.output: text.encode("utf-8")}, config.nginx,
+    applied = apply({path: text.encode("utf-8") for path, text in texts.items()}, config.nginx,
                     servers(decided), force=force)
     return PassResult(decided, applied.outcome, changes(applied.previous, decided))
 

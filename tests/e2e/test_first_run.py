@@ -39,7 +39,8 @@ def test_a_kubeconfig_that_is_not_yaml_is_one_line_naming_it_exit_2(tmp_path: Pa
     kubeconfig.write_text("apiVersion: v1\nclusters: [\n  - {name: a\n")
     config = tmp_path / "config.yaml"
     config.write_text(f"upstreams: [{{name: a, node_port: 32001}}]\n"
-                      f"kubernetes: {{kubeconfig: {kubeconfig}}}\n")
+                      f"kubernetes: {{kubeconfig: {kubeconfig}}}\n"
+                      f"nginx: {{servers_dir: {tmp_path}, state_dir: {tmp_path / 'state'}}}\n")
     for command in ("render", "once", "status"):
         result = subprocess.run([sys.executable, "-m", "lbsync", "-c", str(config), command],
                                 env=child_env(), capture_output=True, text=True, timeout=30)

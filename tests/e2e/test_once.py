@@ -57,7 +57,7 @@ def test_once_writes_reloads_and_traffic_reaches_exactly_the_eligible_nodes(
 
     result = lbsync("-c", str(cfg_path), "once")
     assert result.returncode == 0, result.stderr
-    # The placeholder server the fixture started nginx with is the one removed.
+    # No record of what nginx ran before (the fixture's placeholder): all three are "added".
     assert result.stdout == "k8s_cluster: 3 nodes (+3 -0), reloaded\n"
     nginx.wait_reloaded(workers)
     assert served_by(nginx) == Counter({"node-1": 4, "node-2": 4, "node-3": 4})
@@ -134,8 +134,10 @@ def test_render_prints_the_file_and_touches_nothing(
     workers = nginx.worker_pids()
     result = lbsync("-c", str(cfg_path), "render")
     assert result.returncode == 0, result.stderr
-    assert f"upstream k8s_cluster {{\n    server {hp(1)}" in result.stdout
-    assert nginx.output.read_bytes() == before
+    assert result.stdout.startswith("# upstream k8s_cluster: kong/kong-gateway-proxy:80, "
+                                     "2 server(s).\n")
+    assert f"\nserver {hp(1)} max_fails=3 fail_timeout=10s;  # node-1\n" in result.stdout
+    assert nginx.output.read_bytes() == before and not nginx.staged_output.exists()
     assert nginx.worker_pids() == workers
 
 
@@ -225,5 +227,5 @@ def test_version_and_help() -> None:
     for word in ("once", "render", "exit codes:", "2  usage or configuration error"):
         assert word in top.stdout
     sub = lbsync("once", "--help")
-    assert sub.returncode == 0 and "previous file is put back" in sub.stdout
+    assert sub.returncode == 0 and "previous files are put back" in sub.stdout
     assert lbsync("nonsense").returncode == 2

@@ -31,9 +31,14 @@ def test_defaults() -> None:
     cfg = config.parse(MINIMAL, check_paths=False)
     up = cfg.upstreams[0]
     assert (up.namespace, up.service_name, up.port) == ("kong", "kong-gateway-proxy", 80)
-    assert cfg.nginx.test_command == ("nginx", "-t")
-    assert cfg.nginx.reload_command == ("nginx", "-s", "reload")
-    assert cfg.nginx.output == Path("/etc/nginx/conf.d/lbsync-upstreams.conf")
+    # The packaged root units: publish and test, then reload and confirm.
+    assert cfg.nginx.test_command == ("systemctl", "--no-ask-password", "start",
+                                      "lbsync-nginx-test.service")
+    assert cfg.nginx.reload_command == ("systemctl", "--no-ask-password", "start",
+                                        "lbsync-nginx-reload.service")
+    assert cfg.nginx.servers_dir == Path("/var/lib/lbsync/servers")
+    assert cfg.nginx.servers_file("k8s_cluster") == Path(
+        "/var/lib/lbsync/servers/k8s_cluster.servers")
     assert cfg.nodes == config.NodesConfig("InternalIP", "", True, 1)
     assert cfg.http.listen == "127.0.0.1:9108"
     assert cfg.sync.debounce == 0.25
@@ -47,7 +52,8 @@ def test_example_config_loads_and_documents_every_key() -> None:
     for section, keys in {
         "kubernetes": ["kubeconfig", "context"],
         "nodes": ["address_type", "label_selector", "require_ready", "min_nodes"],
-        "nginx": ["output", "template", "test_command", "reload_command", "server_options"],
+        "nginx": ["servers_dir", "template", "test_command", "reload_command", "server_options",
+                  "pid_file", "state_dir"],
         "sync": ["debounce", "max_delay", "min_reload_interval", "resync"],
         "http": ["listen"],
         "log": ["format", "level"],
@@ -83,6 +89,8 @@ def test_commands_accept_string_or_list() -> None:
         ({"upstreams": []}, "upstreams: must be a non-empty list"),
         ({**MINIMAL, "extra": 1}, "extra: unknown key"),
         (with_("nginx.outptu", "/x"), "nginx.outptu: unknown key"),
+        # A key from before the servers-lines layout says what replaced it.
+        (with_("nginx.output", "/x"), "nginx.output: replaced by nginx.servers_dir"),
         (with_("nodes.min_nodes", 0), "nodes.min_nodes: 0 is out of range"),
         (with_("nodes.min_nodes", "3"), "nodes.min_nodes: must be an integer"),
         (with_("nodes.require_ready", "yes"), "nodes.require_ready: must be true or false"),
@@ -128,17 +136,17 @@ def test_paths_are_checked(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "kubeconfig"
     with pytest.raises(ConfigError, match=r"kubernetes.kubeconfig: .*no such file"):
         config.parse(with_("kubernetes.kubeconfig", str(missing)))
-    with pytest.raises(ConfigError, match=r"nginx.output: directory .* does not exist"):
-        config.parse(with_("nginx.output", str(tmp_path / "nodir" / "x.conf")))
-    ok = config.parse(with_("nginx.output", str(tmp_path / "x.conf")))
-    assert ok.nginx.output == tmp_path / "x.conf"
+    with pytest.raises(ConfigError, match=r"nginx.servers_dir: .* is not a directory"):
+        config.parse(with_("nginx.servers_dir", str(tmp_path / "nodir")))
+    ok = config.parse(with_("nginx.servers_dir", str(tmp_path)))
+    assert ok.nginx.servers_dir == tmp_path
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     path = tmp_path / "config.yaml"
-    path.write_text("upstreams: [{name: a, node_port: 32001}]\nnginx: {output: out/up.conf}\n")
-    assert config.load(path).nginx.output == tmp_path / "out" / "up.conf"
+    path.write_text("upstreams: [{name: a, node_port: 32001}]\nnginx: {servers_dir: out}\n")
+    assert config.load(path).nginx.servers_dir == tmp_path / "out"
 
 
 def test_unreadable_and_invalid_files(tmp_path: Path) -> None:

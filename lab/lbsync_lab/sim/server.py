@@ -825,7 +825,7 @@ class ApiServer:
         self.port = httpd.server_address[1]
         self._write_kubeconfig()
         self.stopping = False
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="lbsync-sim-apiserver", daemon=True)
         self._thread.start()
         return self

@@ -1,0 +1,103 @@
+"""The root side of the trust boundary: publish lbsync's staged servers files to nginx.
+
+lbsync runs as an unprivileged user and writes one `NAME.servers` file per upstream into its
+staging directory. Root runs this module (the one-shot unit `lbsync-nginx-test.service`), and
+only this puts bytes where nginx reads them: each staged file is read without following
+symlinks, bounded, and checked line by line (`lbsync.serverlines`); only then is it copied
+into the live directory, which root owns, and the whole configuration tested. If the check or
+the test fails, the live files are as they were. nginx, at a reload or at boot, only ever
+reads files root has checked: nothing lbsync changes after the check can reach it.
+
+    python3 -m lbsync.publish STAGED LIVE [--allow-loopback] [--port-range LOW-HIGH] \\
+        -- NGINX_TEST_COMMAND...
+
+Exit codes: 0 published and tested; 1 refused or the test failed (live files unchanged);
+2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lbsync import files, nginxctl, schema, serverlines
+from lbsync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, LbsyncError, SyncError
+from lbsync.text import printable
+
+NAME = re.compile(r"[A-Za-z0-9_]{1,64}\.servers")
+MAX_FILES = 64
+TEST_TIMEOUT = 60.0
+
+
+def staged_files(staged: Path) -> dict[str, bytes]:
+    """Every NAME.servers file in the staging directory, read safely."""
+    try:
+        names = sorted(p.name for p in staged.iterdir())
+    except OSError as exc:
+        raise SyncError(f"{staged}: {exc.strerror}") from None
+    chosen = [n for n in names if NAME.fullmatch(n)]
+    if len(chosen) > MAX_FILES:
+        raise SyncError(f"{staged}: more than {MAX_FILES} servers files")
+    return {n: files.read_untrusted(staged / n, serverlines.MAX_BYTES) for n in chosen}
+
+
+def checked(name: str, data: bytes, *, allow_loopback: bool,
+            port_range: tuple[int, int]) -> bytes:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SyncError(f"{name}: not UTF-8 text") from None
+    problems = serverlines.check(text, allow_loopback=allow_loopback, port_range=port_range)
+    if problems:
+        line, why = problems[0]
+        raise SyncError(f"{name} line {line}: {why}; nothing published")
+    return data
+
+
+def publish(staged: Path, live: Path, test: Sequence[str], *, allow_loopback: bool = False,
+            port_range: tuple[int, int] = (1, 65535)) -> None:
+    """Check, copy, test; on any failure the live files are as they were. Raises SyncError."""
+    files.check_private_dir(live, "live directory")
+    new = {n: checked(n, d, allow_loopback=allow_loopback, port_range=port_range)
+           for n, d in staged_files(staged).items()}
+    if not new:
+        raise SyncError(f"{staged}: no servers files to publish")
+    old = {n: files.read(live / n) for n in new}
+    for name, data in new.items():
+        if old[name] != data:
+            files.write_atomic(live / name, data)
+    result = nginxctl.run(tuple(test), TEST_TIMEOUT)
+    if not result.ok:
+        for name, before in old.items():
+            if before != new[name]:
+                files.restore(live / name, before)
+        raise SyncError(f"nginx test failed, live files restored: {result.first_error}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    test = args[args.index("--") + 1:] if "--" in args else []
+    parser = argparse.ArgumentParser(prog="python3 -m lbsync.publish",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("staged", type=Path)
+    parser.add_argument("live", type=Path)
+    parser.add_argument("--allow-loopback", action="store_true",
+                        help="accept loopback addresses (labs only)")
+    parser.add_argument("--port-range", default="1-65535", metavar="LOW-HIGH")
+    opts = parser.parse_args(args[:args.index("--")] if "--" in args else args)
+    try:
+        if not test:
+            raise ConfigError("give the nginx test command after --")
+        publish(opts.staged, opts.live, test, allow_loopback=opts.allow_loopback,
+                port_range=schema.port_range(opts.port_range, "--port-range"))
+    except LbsyncError as exc:
+        print(f"lbsync publish: {printable(exc, 1000)}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

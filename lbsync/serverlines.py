@@ -1,0 +1,110 @@
+"""The grammar of what lbsync may make NGINX load: `server ADDRESS:PORT [options];` lines. Pure.
+
+lbsync's files are included inside `upstream` blocks that root defines, so they can only hold
+upstream-context directives; of those, only `server` lines with an IP address, a port and the
+parameters below pass. That rules out `server unix:/...` (a local socket, e.g. a container
+runtime's API), hostnames (resolved at reload), `resolve`, `include`, and anything else a
+compromised lbsync could use to make root's nginx reach what the public must not. Both sides
+use this check: lbsync before it writes, and the root side (`lbsync.publish`) before nginx
+sees a byte.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+# The NGINX open source `server` parameters that make sense for a node.
+OPTION = re.compile(
+    r"weight=[1-9][0-9]{0,3}|max_conns=[0-9]{1,6}|max_fails=[0-9]{1,4}"
+    r"|fail_timeout=[0-9]{1,6}(ms|s|m|h)?|backup|down"
+)
+_SERVER = re.compile(
+    r"server[ \t]+(?P<address>\[[0-9A-Fa-f:.]{2,45}\]|[0-9.]{7,15}):(?P<port>[0-9]{1,5})"
+    r"(?P<options>(?:[ \t]+[a-z_]+(?:=[0-9a-z]+)?)*)[ \t]*;"
+)
+_COMMENT = re.compile(r"#[^\x00-\x08\x0a-\x1f\x7f]*")
+MAX_LINE = 512
+MAX_BYTES = 4 << 20  # 20,000 servers at ~100 bytes; far beyond the 5,000-node scale limit
+
+
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def address_problem(address: IPAddress, *, allow_loopback: bool = False) -> str:
+    """Why a server must not use `address` ("" when it may): addresses that point the public
+    site at the gateway itself or at no real host."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            return "scoped (host-local)"
+        if address.ipv4_mapped is not None:
+            return "IPv4-mapped"
+    if address.is_loopback and not allow_loopback:
+        return "loopback"
+    for refused, why in ((address.is_unspecified, "unspecified"),
+                         (address.is_link_local, "link-local"),
+                         (address.is_multicast, "multicast"),
+                         (address == BROADCAST, "broadcast"),
+                         (address.is_reserved, "reserved")):
+        if refused:
+            return why
+    return ""
+
+
+def check_line(line: str, *, allow_loopback: bool = False,
+               port_range: tuple[int, int] = (1, 65535)) -> str | None:
+    """None if `line` may stand in a servers file, else why not."""
+    text = line.strip(" \t")
+    if not text or _COMMENT.fullmatch(text):
+        return None
+    if len(line) > MAX_LINE:
+        return "too long"
+    code, _, comment = text.partition("#")
+    if comment and not _COMMENT.fullmatch("#" + comment):
+        return "control characters in a comment"
+    m = _SERVER.fullmatch(code.strip(" \t"))
+    if m is None:
+        return "not a `server ADDRESS:PORT [options];` line"
+    address = m["address"].strip("[]")
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return f"{address!r} is not an IP address"
+    if (parsed.version == 6) != m["address"].startswith("["):
+        return "an IPv6 address must be in brackets, an IPv4 address must not"
+    if str(parsed) != address:
+        return f"{address!r} is not in canonical form"
+    why = address_problem(parsed, allow_loopback=allow_loopback)
+    if why:
+        return f"{address} is {why}"
+    if not port_range[0] <= int(m["port"]) <= port_range[1]:
+        return f"port {m['port']} is outside {port_range[0]}-{port_range[1]}"
+    for option in m["options"].split():
+        if not OPTION.fullmatch(option):
+            return f"parameter {option!r} is not allowed"
+    return None
+
+
+def check(text: str, *, allow_loopback: bool = False,
+          port_range: tuple[int, int] = (1, 65535)) -> list[tuple[int, str]]:
+    """Every offending line of a servers file, as (line number, why); empty when it is fine.
+
+    A file with no server at all is refused too: nginx would reject the upstream.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        return [(0, f"larger than {MAX_BYTES >> 20} MB")]
+    problems = []
+    servers = 0
+    for number, line in enumerate(text.split("\n"), start=1):
+        if "\r" in line or "\x00" in line:
+            problems.append((number, "control characters"))
+            continue
+        why = check_line(line, allow_loopback=allow_loopback, port_range=port_range)
+        if why is not None:
+            problems.append((number, why))
+        elif line.strip().startswith("server"):
+            servers += 1
+    if not problems and servers == 0:
+        problems.append((0, "no server line (nginx refuses an empty upstream)"))
+    return problems

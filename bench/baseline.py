@@ -6,7 +6,9 @@ official Kubernetes client in an afternoon. Small on purpose, and fair:
   would cost seconds and hundreds of MB at 5,000 nodes);
 - one list of every Node, one read of the Service;
 - the same node rules as lbsync (cloud-provider exclusions, Ready, an InternalIP that parses);
-- write the file atomically, `nginx -t`, reload (always: it keeps no record of what nginx runs).
+- write the servers file nginx includes in its upstream block (the one root's publisher
+  writes for lbsync), atomically; `nginx -t`; reload. Always: it keeps no record of what
+  nginx runs. It has no trust boundary either: it runs where it may write nginx's files.
 
     python bench/baseline.py --kubeconfig K --service kong/kong-gateway-proxy --port 80 \\
         --output FILE --test 'nginx -t -q' --reload 'nginx -s reload'
@@ -53,7 +55,6 @@ def main() -> int:
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("--service", required=True, help="namespace/name")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--upstream", default="k8s_cluster")
     p.add_argument("--output", required=True)
     p.add_argument("--test", required=True)
     p.add_argument("--reload", required=True)
@@ -68,10 +69,8 @@ def main() -> int:
     nodes = json.loads(api.list_node(_preload_content=False).data)["items"]
     servers = sorted((ip, n["metadata"]["name"]) for n in nodes if (ip := eligible(n)))
 
-    lines = [f"upstream {args.upstream} {{"]
-    lines += [f"    server {f'[{ip}]' if ':' in ip else ip}:{node_port};  # {node}"
-              for ip, node in servers]
-    lines.append("}")
+    lines = [f"server {f'[{ip}]' if ':' in ip else ip}:{node_port};  # {node}"
+             for ip, node in servers]
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(args.output))
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -79,7 +78,7 @@ def main() -> int:
     os.replace(tmp, args.output)
     subprocess.run(shlex.split(args.test), check=True)
     subprocess.run(shlex.split(args.reload), check=True)
-    print(f"{args.upstream}: {len(servers)} nodes, reloaded")
+    print(f"{len(servers)} nodes, reloaded")
     return 0
 
 

@@ -100,13 +100,14 @@ def once_argv(lib: LibrarySet, r: Rig, tool: str) -> list[str]:
         return [lib.python, "-m", "lbsync", "-c", str(r.config), "once"]
     return [lib.python, str(ROOT / "bench" / "baseline.py"), "--kubeconfig", str(r.kubeconfig),
             "--service", "kong/kong-gateway-proxy", "--port", "80",
-            "--output", str(r.nginx.output), "--test", " ".join(r.nginx.test_command),
+            "--output", str(r.nginx.output), "--test", " ".join(r.nginx.nginx_test),
             "--reload", " ".join(r.nginx.reload_command)]
 
 
 def reset(r: Rig) -> None:
     """Make the next run do the whole job: write, test, reload."""
     r.nginx.output.write_text(PLACEHOLDER)
+    r.nginx.staged_output.unlink(missing_ok=True)
     shutil.rmtree(r.work / "state", ignore_errors=True)
 
 
@@ -133,8 +134,8 @@ def bench_breakdown(nodes: int, repeats: int, sets: list[LibrarySet]) -> dict[st
             for lib in sets:
                 reset(r)
                 proc = subprocess.run([lib.python, str(ROOT / "bench" / "breakdown.py"),
-                                       str(r.config)], capture_output=True, text=True,
-                                      cwd=ROOT, env=ENV)
+                                       str(r.config), "--", *r.nginx.nginx_test],
+                                      capture_output=True, text=True, cwd=ROOT, env=ENV)
                 if proc.returncode != 0:
                     raise SystemExit(f"breakdown on {lib.name}: {proc.stderr[-2000:]}")
                 results[lib.name].append(json.loads(proc.stdout))
@@ -449,8 +450,11 @@ def report(args: argparse.Namespace, sets: list[LibrarySet], versions: dict[str,
              ("config", "config, kubeconfig, template"), ("tls", "TCP + TLS handshake"),
              ("transfer", "transfer (watch-list, unparsed)"), ("parse", "parse (json.loads)"),
              ("reduce", "reduce to the model"), ("list", "list as lbsync reads it"),
-             ("plan", "plan (node rules)"), ("render", "render"), ("write", "write + fsync"),
-             ("nginx_t", "`nginx -t`"), ("reload", "reload command"), ("floor", "**floor**")]
+             ("plan", "plan (node rules)"), ("render", "render and check the lines"),
+             ("write", "write + fsync"),
+             ("test", "test command: root's publisher (checks, copies) + `nginx -t`"),
+             ("nginx_t", "`nginx -t` alone"), ("reload", "reload command (`nginx -s reload`)"),
+             ("floor", "**floor**")]
     for key, label in steps:
         lines.append(f"| {label} | " + " | ".join(
             f"{breakdown[lib.name][key]:.0f} ms" for lib in sets) + " |")

@@ -16,11 +16,45 @@ from typing import Any
 import pytest
 import yaml
 from lbsync_lab.sim import ApiServer
-from lbsync_lab.sim.tlsgen import make_certs
 
 from lbsync import kube
 from lbsync.config import KubernetesConfig
 from lbsync.errors import ApiError
+
+SERVER_EXT = """\
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost
+"""
+
+
+def openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(directory: Path) -> Path:
+    """A fresh CA (ca.crt, ca.key) of this test's own."""
+    directory.mkdir(parents=True, exist_ok=True)
+    openssl(directory, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
+    openssl(directory, "req", "-x509", "-new", "-key", "ca.key", "-days", "1", "-subj",
+            f"/CN={directory.name}-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "ca.crt")
+    return directory / "ca.crt"
+
+
+def issue(ca_dir: Path, name: str, server: bool = False) -> tuple[Path, Path]:
+    """A certificate for `name` (a server's for 127.0.0.1 and localhost, or a client's),
+    signed by the CA make_ca left in `ca_dir`."""
+    key, csr, crt = (ca_dir / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
+    openssl(ca_dir, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key))
+    openssl(ca_dir, "req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr))
+    extra = ["-extfile", "server.cnf"] if server else []
+    if server:
+        (ca_dir / "server.cnf").write_text(SERVER_EXT)
+    openssl(ca_dir, "x509", "-req", "-in", str(csr), "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-out", str(crt), *extra)
+    return crt, key
 
 
 def kubeconfig(path: Path, server: str, cluster: dict[str, Any], user: dict[str, Any]
@@ -48,13 +82,27 @@ def version(cfg: KubernetesConfig) -> Any:
 
 @pytest.fixture
 def other_ca(tmp_path: Path) -> Path:
-    return make_certs(tmp_path / "other")[0]
+    return make_ca(tmp_path / "other")
 
 
 def test_an_embedded_ca_is_trusted(api: ApiServer, tmp_path: Path) -> None:
     cfg = kubeconfig(tmp_path / "kc", api.url, {"certificate-authority-data": b64(api.ca_path)},
                      {"token": "secret"})
     assert "gitVersion" in version(cfg)
+
+
+def test_only_the_kubeconfig_ca_is_trusted(api: ApiServer, tmp_path: Path) -> None:
+    """Debian's urllib3 1.26 adds the system CA bundle to every connection unless told not
+    to: a kubeconfig's CA must be the only one, even after connections were made."""
+    cfg = kubeconfig(tmp_path / "kc", api.url, {"certificate-authority-data": b64(api.ca_path)},
+                     {"token": "secret"})
+    client = kube.Client.from_config(cfg)
+    for _ in range(2):
+        client.call("GET", "/version", what="version")
+        client.close()  # a new connection next time
+    contexts = {pool.conn_kw.get("ssl_context") for pool in client._pool.pools._container.values()}
+    contexts |= {client._pool.connection_pool_kw["ssl_context"]}
+    assert [c.cert_store_stats()["x509_ca"] for c in contexts] == [1]
 
 
 def test_a_ca_file_is_trusted(api: ApiServer, tmp_path: Path) -> None:
@@ -89,24 +137,11 @@ def test_tls_server_name_is_the_name_checked(api: ApiServer, tmp_path: Path) -> 
 # --- client certificates: a server that demands one and says whose it got --------------------
 
 
-def client_cert(ca_dir: Path, name: str) -> tuple[Path, Path]:
-    """A client certificate for `name`, signed by the CA make_certs left in `ca_dir`."""
-    key, csr, crt = (ca_dir / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=ca_dir, check=True, capture_output=True)
-
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key))
-    openssl("req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr))
-    openssl("x509", "-req", "-in", str(csr), "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "1", "-out", str(crt))
-    return crt, key
-
-
 @pytest.fixture
 def mtls(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTPS server that requires a client certificate from its CA; answers with its CN."""
-    ca, crt, key = make_certs(tmp_path / "pki")
+    ca = make_ca(tmp_path / "pki")
+    crt, key = issue(tmp_path / "pki", "server", server=True)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
     ctx.load_verify_locations(ca)
@@ -139,7 +174,7 @@ def mtls(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def test_a_client_certificate_is_presented(mtls: tuple[str, Path], tmp_path: Path,
                                            embedded: bool) -> None:
     url, pki = mtls
-    crt, key = client_cert(pki, "gateway-7")
+    crt, key = issue(pki, "gateway-7")
     user = ({"client-certificate-data": b64(crt), "client-key-data": b64(key)} if embedded
             else {"client-certificate": str(crt), "client-key": str(key)})
     cfg = kubeconfig(tmp_path / "kc", url, {"certificate-authority-data": b64(pki / "ca.crt")},

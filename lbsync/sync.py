@@ -106,8 +106,9 @@ def sync_pass(snapshot: Snapshot, config: Config, template: jinja2.Template, *,
     when the record says NGINX already runs these bytes (the daemon's first pass)."""
     decided, texts = compute(snapshot, config, template)
     log_untrusted(decided)
-    applied = apply({path: text.encode("utf-8") for path, text in texts.items()}, config.nginx,
-                    servers(decided), force=force)
+    data = {path: text.encode("utf-8") for path, text in texts.items()}
+    del texts  # not held through the apply (1.4 MB at 20,000 nodes)
+    applied = apply(data, config.nginx, servers(decided), force=force)
     return PassResult(decided, applied.outcome, changes(applied.previous, decided))
 
 

@@ -280,13 +280,20 @@ def daemon(lib: LibrarySet, r: Rig) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def bench_daemon(nodes: int, flips: int, heartbeats: int, idle: float,
-                 sets: list[LibrarySet]) -> dict[str, DaemonRun]:
+                 sets: list[LibrarySet], publisher: bool = True) -> dict[str, DaemonRun]:
+    """`publisher=False`: lbsync writes where nginx reads and tests with `nginx -t` alone, as
+    before the trust boundary (for comparison only: not how a gateway is set up)."""
     port = free_port()
     sections = {"sync": {"debounce": DEBOUNCE, "min_reload_interval": MIN_RELOAD},
                 "http": {"listen": f"127.0.0.1:{port}"},
                 "log": {"format": "json", "level": "warning"}}
     results = {}
     with tempfile.TemporaryDirectory() as tmp, rig(Path(tmp), nodes, **sections) as r:
+        if not publisher:
+            doc = yaml.safe_load(r.config.read_text())
+            doc["nginx"].update(servers_dir=str(r.nginx.live),
+                                test_command=list(r.nginx.nginx_test))
+            r.config.write_text(yaml.safe_dump(doc))
         api = Api(r.kubeconfig)
         names = [i["metadata"]["name"] for i in api.call("GET", "/api/v1/nodes?limit=50")["items"]]
         for lib in sets:
@@ -399,7 +406,8 @@ def mark(ok: bool) -> str:
 
 def report(args: argparse.Namespace, sets: list[LibrarySet], versions: dict[str, dict[str, str]],
            once: dict[int, dict[str, Any]], breakdown: dict[str, Any],
-           daemons: dict[int, dict[str, DaemonRun]], took: float) -> str:
+           daemons: dict[int, dict[str, DaemonRun]], bare: dict[str, DaemonRun],
+           took: float) -> str:
     lines = [
         "# Performance", "",
         "Written by `python bench/perf.py" + (" --no-20k" if args.no_20k else "") + "` on "
@@ -487,6 +495,13 @@ def report(args: argparse.Namespace, sets: list[LibrarySet], versions: dict[str,
                 f"{d.changes} | {d.heartbeat_passes} of {d.heartbeats} updates | {d.rss:.0f} MB "
                 f"| {d.peak:.0f} MB | +{d.relist_peak:.1f} MB | {d.idle_cpu:.2f} % |")
         lines.append("")
+    if bare:
+        lines += ["For comparison, 5,000 nodes with lbsync writing where nginx reads and testing "
+                  "with `nginx -t` alone, as before root's publisher stood between them (not "
+                  "how a gateway is set up): event → new workers p50 / p99 " + "; ".join(
+                      f"{lib.name} {ms(median(bare[lib.name].latencies))} / "
+                      f"{ms(percentile(bare[lib.name].latencies, 0.99))}" for lib in sets)
+                  + ".", ""]
 
     lines += ["## Targets", "", "| target | " + " | ".join(lib.name for lib in sets) + " |",
               "|---|" + "---|" * len(sets)]
@@ -534,7 +549,51 @@ def report(args: argparse.Namespace, sets: list[LibrarySet], versions: dict[str,
         daemon_of(5000, lib).heartbeat_passes == 0,
         f"{daemon_of(5000, lib).heartbeat_passes} passes"))
     lines.append("")
+    lines += notes(sets, once, breakdown, daemons)
     return "\n".join(lines) + "\n"
+
+
+def notes(sets: list[LibrarySet], once: dict[int, dict[str, Any]], breakdown: dict[str, Any],
+          daemons: dict[int, dict[str, DaemonRun]]) -> list[str]:
+    """What the figures say, computed from them (so that a new run cannot contradict it)."""
+    lib = sets[0]
+    b = breakdown[lib.name]
+    publisher = b["test"] - b["nginx_t"]
+    out = ["## Reading the figures", "",
+           f"Steps from the breakdown on {lib.name}, 5,000 nodes:", "",
+           f"- `once` beyond the floor: imports {b['import']:.0f} ms, plan {b['plan']:.0f} ms, "
+           f"render and line check {b['render']:.0f} ms, and root's publisher "
+           f"{publisher:.0f} ms (the test command, {b['test']:.0f} ms, less `nginx -t`'s "
+           f"{b['nginx_t']:.0f} ms: a Python process that starts, imports, reads and checks "
+           "every line again, and copies the files).",
+           f"- A daemon pass runs the same publisher ({publisher:.0f} ms), `nginx -t` "
+           f"({b['nginx_t']:.0f} ms) and the reload ({b['reload']:.0f} ms, then the master "
+           "parses the configuration again and starts workers), plus rendering and checking "
+           f"the lines ({b['render']:.0f} ms; the plan reuses unchanged verdicts). nginx and "
+           "the publisher alone take more than the 40 ms the latency target allows after "
+           "the debounce."]
+    if 1000 in daemons and 20000 in daemons:
+        d1, d20 = daemons[1000][lib.name], daemons[20000][lib.name]
+        out.append(f"- From 1,000 to 20,000 nodes the daemon's peak grows {d20.peak - d1.peak:.0f}"
+                   " MB: what it keeps per node (the Node, its verdict and server, ~0.6 KB) and "
+                   "what a pass builds per node (the text, the record of the servers, the "
+                   "diff), all recomputed from the whole snapshot at every pass.")
+    out += ["", "What made the difference (issue 12):", "",
+            "- No `kubernetes` import for common kubeconfigs (`lbsync.kubeconfig`): 0.25-0.4 s "
+            "and 35-45 MB RSS.",
+            "- Nodes listed by a watch-list, each event parsed and reduced as it arrives: "
+            "memory flat in the cluster's size (a paged list held ~22 MB more at 20,000 "
+            "nodes) and parsing overlapped with the transfer. Paged lists, the fallback, are "
+            "parsed with the cyclic GC paused: 10 pages of 500 Nodes in 230 ms instead of 570.",
+            "- Imports on demand: structlog (30-35 ms) on the first log line, the other "
+            "subcommands' modules only when they run, no tenacity on the one-shot path.",
+            "- Debian's urllib3 1.26 loaded the system CA bundle into every connection (19 ms, "
+            "and every public CA trusted beside the kubeconfig's): no longer.",
+            "- Smaller objects for what the daemon keeps: slotted Node and plan objects, shared "
+            "strings, a server's host:port made once, verdicts reused between plans by name "
+            "(the fixed-size cache before missed every time past 16,384 nodes).",
+            ""]
+    return out
 
 
 def main() -> int:
@@ -570,7 +629,14 @@ def main() -> int:
         print(f"run, {n:,} nodes ({time.monotonic() - started:.0f} s) ...", file=sys.stderr,
               flush=True)
         daemons[n] = bench_daemon(n, args.flips if n == 5000 else 5, 20, args.idle, sets)
-    text = report(args, sets, versions, once, breakdown, daemons, time.monotonic() - started)
+    if 5000 in sizes:
+        print(f"run, 5,000 nodes, without the publisher ({time.monotonic() - started:.0f} s) "
+              "...", file=sys.stderr, flush=True)
+        bare = bench_daemon(5000, max(5, args.flips // 2), 0, 1.0, sets, publisher=False)
+    else:
+        bare = {}
+    text = report(args, sets, versions, once, breakdown, daemons, bare,
+                  time.monotonic() - started)
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "performance.md").write_text(text)

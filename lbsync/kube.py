@@ -346,9 +346,10 @@ class Client:
                 if raw.get("type") == "BOOKMARK":
                     obj = raw.get("object")
                     meta = obj.get("metadata") if isinstance(obj, dict) else None
-                    notes = meta.get("annotations") if isinstance(meta, dict) else None
+                    meta = meta if isinstance(meta, dict) else {}
+                    notes = meta.get("annotations")
                     if isinstance(notes, dict) and notes.get(INITIAL_EVENTS_END) == "true":
-                        return Listed(items, _str(meta.get("resourceVersion")))  # type: ignore[union-attr]
+                        return Listed(items, _str(meta.get("resourceVersion")))
                     raise _NoStreaming  # a plain bookmark first: the server ignored the ask
                 ev = event(raw, src, what)
                 if ev.type == "DELETED":

@@ -419,8 +419,9 @@ def report(args: argparse.Namespace, sets: list[LibrarySet], versions: dict[str,
         "Written by `python bench/perf.py" + (" --no-20k" if args.no_20k else "") + "` on "
         f"{datetime.date.today().isoformat()} ({took / 60:.1f} minutes); do not edit by "
         "hand, run it again.", "",
-        f"Machine: {machine()}. Other work may run on it at the same time: runs alternate and "
-        "figures are medians, the benchmark asserts nothing.", "",
+        f"Machine: {machine()}. Other work may run on it at the same time (load average "
+        f"{args.load_before:.1f} when the run began, {os.getloadavg()[0]:.1f} when it ended): "
+        "runs alternate and figures are medians; the benchmark asserts nothing.", "",
         "Library sets:", "",
     ]
     for lib in sets:
@@ -620,6 +621,7 @@ def main() -> int:
         print("bench: missing interpreters (run scripts/dev-setup.sh):",
               [lib.python for lib in SETS if lib not in sets], file=sys.stderr)
     started = time.monotonic()
+    args.load_before = os.getloadavg()[0]
     versions = {lib.name: lib.versions() for lib in sets}
     sizes = [int(n) for n in args.sizes.split(",") if not (args.no_20k and int(n) == 20000)]
     once: dict[int, dict[str, Any]] = {}

@@ -123,12 +123,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _status_from_cluster(cfg: config.Config) -> dict[str, Any]:
     from lbsync.desired import node_verdict, plan
-    from lbsync.sync import read_cluster
+    from lbsync.sync import probed, read_cluster
 
     snapshot = read_cluster(cfg)
     nodes = [node_verdict(snapshot.nodes[n], cfg.nodes).as_dict() for n in sorted(snapshot.nodes)]
     try:
-        decided = plan(snapshot, cfg)
+        decided = plan(snapshot, cfg, probed(snapshot, cfg))
     except SyncError as exc:
         return {"daemon": False, "plan_ok": False, "reason": str(exc), "upstreams": [],
                 "nodes": nodes}
@@ -158,10 +158,24 @@ def format_status(status: dict[str, Any], source: str) -> str:
         out.append(f"last reload: {_when(reload_at) if reload_at else 'none since start'}")
     if status.get("last_error"):
         out.append(f"last error: {printable(status['last_error'])}")
+    for held in status.get("held_back", []):
+        out.append(f"held back: {plural(len(held['servers']), 'removal')} from "
+                   f"{held['upstream']}: {', '.join(held['servers'][:10])}")
+    probes = {p["target"]: p for p in status.get("probes", [])}
     for up in status.get("upstreams", []):
         out.append(f"\nupstream {up['name']} ({up['source']} -> node port {up['port']}), "
                    f"{plural(len(up['servers']), 'server')}:")
         out.extend(f"  {s['address']:<28} {printable(s['node'])}" for s in up["servers"])
+        for s in up.get("down", []):
+            out.append(f"  {s['address']:<28} {printable(s['node'])}  OUT: probe failing")
+        if up.get("note"):
+            out.append(f"  note: {printable(up['note'])}")
+    if probes:
+        down = [p for p in probes.values() if not p.get("up")]
+        out.append(f"\nprobes: {len(probes) - len(down)} up, {len(down)} down")
+        for p in down[:50]:
+            since = f", since {_when(p['since'])}" if p.get("since") else ""
+            out.append(f"  {printable(p['target'])}: {printable(p.get('last'))}{since}")
     nodes = status.get("nodes", [])
     if nodes:
         names = [printable(n["name"], 64) for n in nodes]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 import threading
 import time
@@ -27,12 +28,19 @@ from lbsync.cache import NODES, ClusterCache, Dirty
 from lbsync.config import Config
 from lbsync.desired import Plan
 from lbsync.errors import ApplyError, ConfigError, LbsyncError, SyncError
+from lbsync.guard import Held
+from lbsync.leader import Elector
 from lbsync.metrics import Metrics
+from lbsync.model import Snapshot
 from lbsync.notify import Notifier
+from lbsync.probe import Prober
+from lbsync.statuswriter import StatusWriter
 from lbsync.sync import PassResult, load_template, sync_pass
+from lbsync.text import printable
 from lbsync.watch import Reflector
 
 TICK = 1.0  # the loop wakes at least this often: watchdog, readiness, retries
+PORT_QUARANTINE = 300.0  # seconds a port NGINX could not listen on is left out
 MAX_PASS_BACKOFF = 30.0
 
 
@@ -61,7 +69,9 @@ class Watchers:
                  on_change: Callable[[], None]) -> None:
         self.stop = threading.Event()
         services = sorted({u.service_ref for u in cfg.upstreams if u.service is not None})
-        self.cache = ClusterCache({NODES, *(f"service:{s}" for s in services)}, on_change)
+        everything = ["services:all"] if cfg.loadbalancer.enabled else []
+        self.cache = ClusterCache({NODES, *(f"service:{s}" for s in services), *everything},
+                                  on_change)
         sync = cfg.sync
         common: dict[str, Any] = {"watch_timeout": sync.watch_timeout, "resync": sync.resync,
                                   "stop": self.stop}
@@ -70,6 +80,8 @@ class Watchers:
         for ref in services:
             ns, name = ref.split("/", 1)
             sources.append((f"service:{ref}", "services", kube.service(ns, name)))
+        if everything:  # loadbalancer mode: every Service, to find the LoadBalancer ones
+            sources.append(("services:all", "services", kube.services_all()))
         self.reflectors = [
             Reflector(name, kind, functools.partial(client.list, src),
                       functools.partial(client.watch, src), self.cache, metrics, **common)
@@ -88,7 +100,7 @@ def _cluster_key(cfg: Config) -> tuple[Any, ...]:
     """The settings that decide what is watched: a change needs new reflectors."""
     services = sorted(u.service_ref for u in cfg.upstreams if u.service is not None)
     return (cfg.kubernetes, cfg.nodes.label_selector, tuple(services), cfg.sync.watch_timeout,
-            cfg.sync.resync)
+            cfg.sync.resync, cfg.loadbalancer.enabled)
 
 
 class Daemon:
@@ -127,6 +139,13 @@ class Daemon:
         self.failing_since: float | None = None  # monotonic, first failed pass of a streak
         self.last_error = ""
         self.plan: Plan | None = None
+        self.prober: Prober | None = None
+        self.elector: Elector | None = None
+        self._listening: set[tuple[str, int]] = set()  # listeners NGINX runs
+        self._port_trouble: dict[tuple[str, int], float] = {}  # left out since (monotonic)
+        self.status_writer: StatusWriter | None = None
+        self.held: tuple[Held, ...] = ()
+        self._shrink_since: float | None = None  # monotonic: when a held-back drop began
         self._reloaded_mono = float("-inf")
         self._failed_at: float | None = None
         self._failures = 0
@@ -167,6 +186,11 @@ class Daemon:
               else contextlib.nullcontext()):
             self.kube = self.kube_factory(self.cfg)
             self._start_watchers()
+            self._start_prober()
+            self._start_loadbalancer()
+            if not self.cfg.http.is_loopback:
+                self.log.warning("http.listen is not on loopback: /status and POST /sync are "
+                                 "reachable from the network", listen=self.cfg.http.listen)
             self.log.info("started", servers_dir=str(self.cfg.nginx.servers_dir),
                           upstreams=[u.name for u in self.cfg.upstreams],
                           api=self.kube.server)
@@ -179,8 +203,54 @@ class Daemon:
                 self.notifier.stopping()
                 if self.watchers is not None:
                     self.watchers.close()
+                if self.prober is not None:
+                    self.prober.stop()
+                if self.elector is not None:
+                    self.elector.stop()
                 self.log.info("stopped")
         return 0
+
+    def _start_prober(self) -> None:
+        """Probes feed the cache's dirty flag: a server turning up or down is one more
+        change, picked up by the next (debounced, level-triggered) pass."""
+        if self.prober is not None:
+            self.prober.stop()
+            self.prober = None
+        if self.cfg.nodes.probe.enabled:
+            self.prober = Prober(self.cfg.nodes.probe, self._probe_changed,
+                                 self.metrics.count_probe)
+            self.prober.start()
+
+    def _start_loadbalancer(self) -> None:
+        """Loadbalancer mode: the status writer, and the election that decides whether this
+        gateway is the one that writes."""
+        if self.elector is not None:
+            self.elector.stop()
+            self.elector = None
+        lb = self.cfg.loadbalancer
+        self.status_writer = None
+        if not lb.enabled:
+            return
+        assert self.kube is not None
+        self.status_writer = StatusWriter(self.kube, self.metrics, lb.hostname)
+        if lb.leader_election.enabled:
+            self.elector = Elector(self.kube, lb.leader_election, self._leadership)
+            self.elector.start()
+
+    def _leadership(self, leading: bool) -> None:
+        self.metrics.leader.set(1 if leading else 0)
+        if leading:
+            self._probe_changed()  # a pass soon: write what the previous leader may not have
+
+    @property
+    def writes_status(self) -> bool:
+        if self.status_writer is None:
+            return False
+        return self.elector is None or self.elector.leading
+
+    def _probe_changed(self) -> None:
+        if self.watchers is not None:
+            self.watchers.cache.mark_dirty()
 
     def _start_watchers(self) -> None:
         assert self.kube is not None
@@ -250,18 +320,22 @@ class Daemon:
             return
         snapshot, dirty = self.watchers.cache.take()
         start = time.monotonic()
+        health = self.prober.states() if self.prober is not None else None
         try:
-            result = sync_pass(snapshot, self.cfg, self.template, force=not self._applied_once)
+            result = sync_pass(snapshot, self.cfg, self.template, force=not self._applied_once,
+                               health=health, shrink_confirmed=self._shrink_confirmed(),
+                               unavailable=self._unavailable_ports())
         except LbsyncError as exc:
             record = self._failed(exc, dirty, start)
         except Exception as exc:  # a bug must not stop the daemon keeping the last good file
             self.log.exception("sync pass crashed")
             record = self._failed(SyncError(f"internal error: {exc!r}"), dirty, start)
         else:
-            record = self._succeeded(result, dirty, start)
+            record = self._succeeded(result, dirty, start, snapshot)
         self._finish(triggers, record)
 
-    def _succeeded(self, result: PassResult, dirty: Dirty | None, start: float) -> PassRecord:
+    def _succeeded(self, result: PassResult, dirty: Dirty | None, start: float,
+                   snapshot: Snapshot) -> PassRecord:
         now = time.monotonic()
         duration = now - start
         m = self.metrics
@@ -276,6 +350,11 @@ class Daemon:
                 m.event_to_reload.observe(now - dirty.first)
         m.last_success.set(time.time())
         m.set_upstreams({c.name: c.servers for c in result.changes})
+        if self.prober is not None:
+            self.prober.set_targets(result.plan.targets)
+            m.set_probe_targets(self.prober.states().values())
+        self._track_hold(result)
+        self._write_statuses(result, snapshot)
         counts: dict[str, int] = {}
         for v in result.plan.verdicts:
             counts[v.reason.value] = counts.get(v.reason.value, 0) + 1
@@ -301,6 +380,75 @@ class Daemon:
             self.notifier.status(f"in sync: {', '.join(result.lines())}")
         return PassRecord(time.time(), result.outcome.value, duration, result.lines())
 
+    def _unavailable_ports(self) -> frozenset[tuple[str, int]]:
+        now = time.monotonic()
+        self._port_trouble = {k: t for k, t in self._port_trouble.items()
+                              if now - t < PORT_QUARANTINE}
+        return frozenset(self._port_trouble)
+
+    def _suspect_ports(self, exc: ApplyError) -> None:
+        """A reload NGINX refused after this pass added listeners: the new ports are the
+        likely cause (another process holds one). Leave them out for a while, so that every
+        other Service's changes go through; the pass is retried at once without them."""
+        refused = exc.plan
+        if exc.stage != "reload" or not isinstance(refused, Plan) or refused.lb is None:
+            return
+        new = {(li.protocol, li.port) for li in refused.lb.listeners} - self._listening
+        # nginx names the port it could not bind: "bind() to 203.0.113.10:443 failed".
+        named = {int(p) for p in re.findall(r"bind\(\) to \S+:(\d+) failed", str(exc))}
+        if named:
+            new = {k for k in new if k[1] in named}
+        if new:
+            now = time.monotonic()
+            self._port_trouble.update(dict.fromkeys(new, now))
+            self.log.warning("listeners left out after a refused reload",
+                             ports=sorted(f"{p}/{proto}" for proto, p in new))
+            self._retry_soon()
+
+    def _write_statuses(self, result: PassResult, snapshot: Snapshot) -> None:
+        lb = result.plan.lb
+        if lb is None:
+            return
+        self._listening = {(li.protocol, li.port) for li in lb.listeners}
+        problems = {p.service for p in lb.problems}
+        self.metrics.lb_services.labels(state="served").set(len(lb.served))
+        self.metrics.lb_services.labels(state="problem").set(len(problems))
+        if self.writes_status and self.status_writer is not None and \
+                not self.status_writer.write(lb, snapshot.services):
+            self._retry_soon()
+
+    def _retry_soon(self) -> None:
+        """A write failed: make another pass after a while, not in a loop."""
+        timer = threading.Timer(2.0, self._probe_changed)
+        timer.daemon = True
+        timer.start()
+
+    def _shrink_confirmed(self) -> bool:
+        since = self._shrink_since
+        return since is not None and time.monotonic() - since >= self.cfg.nodes.shrink_confirm
+
+    def _track_hold(self, result: PassResult) -> None:
+        """Start, keep or end the clock of a held-back drop; one warning per episode."""
+        held = sum(len(h.kept) for h in result.held)
+        self.metrics.held_back.set(held)
+        with self._lock:
+            self.held = result.held
+        if not result.held:
+            if self._shrink_since is not None and not self._shrink_confirmed():
+                self.log.info("drop held back is over", held_for=round(
+                    time.monotonic() - self._shrink_since, 1))
+            self._shrink_since = None
+            return
+        if self._shrink_since is None:
+            self._shrink_since = time.monotonic()
+            for h in result.held:
+                self.log.warning("removals held back", detail=h.describe(
+                    self.cfg.nodes.max_shrink), confirm_after=self.cfg.nodes.shrink_confirm)
+            # A pass once the drop has lasted shrink_confirm, to apply it if it still holds.
+            timer = threading.Timer(self.cfg.nodes.shrink_confirm + 0.01, self._probe_changed)
+            timer.daemon = True
+            timer.start()
+
     def _failed(self, exc: LbsyncError, dirty: Dirty | None, start: float) -> PassRecord:
         assert self.watchers is not None
         now = time.monotonic()
@@ -310,6 +458,7 @@ class Daemon:
         if isinstance(exc, ApplyError):
             stage = "test_failed" if exc.stage == "test" else "reload_failed"
             self.metrics.reloads.labels(result=stage).inc()
+            self._suspect_ports(exc)
         with self._lock:
             if self.failing_since is None:
                 self.failing_since = now
@@ -363,6 +512,10 @@ class Daemon:
             if self.kube is not None:
                 self.kube.close()
             self.kube = kube
+        if new.nodes.probe != old.nodes.probe:
+            self._start_prober()
+        if new.loadbalancer != old.loadbalancer:
+            self._start_loadbalancer()
         if _cluster_key(new) != _cluster_key(old):
             self._start_watchers()
         elif self.watchers is not None:
@@ -392,6 +545,14 @@ class Daemon:
             return False, f"sync failing for {now - failing_since:.0f}s: {last_error}"
         if now - last_ok > self.cfg.sync.resync + grace:
             return False, f"no successful sync for {now - last_ok:.0f}s"
+        if self.prober is not None and not self.prober.alive:
+            return False, "the prober thread died"
+        held = self.held
+        if held and self._shrink_since is not None:
+            # Still serving, from the last good set: ready, and saying why it differs.
+            return True, "; ".join(h.describe(self.cfg.nodes.max_shrink) for h in held) + (
+                f" for {now - self._shrink_since:.0f}s of nodes.shrink_confirm "
+                f"{self.cfg.nodes.shrink_confirm:g}s")
         return True, "ok"
 
     def _source_stale(self, r: Reflector, now: float, grace: float) -> str:
@@ -419,8 +580,18 @@ class Daemon:
             for r in self.watchers.reflectors:
                 watches.append({"source": r.source, "ok": r.health.failing_since is None,
                                 "last_error": r.health.last_error})
+        probes = [] if self.prober is None else [
+            {"target": t.describe(), **s.as_dict()}
+            for t, s in sorted(self.prober.states().items(), key=lambda i: i[0].describe())]
         return {
             "ready": ready, "reason": reason, "servers_dir": str(self.cfg.nginx.servers_dir),
+            "held_back": [{"upstream": h.upstream, "servers": list(h.kept)} for h in self.held],
+            "loadbalancer": None if plan is None or plan.lb is None else {
+                "leader": self.writes_status,
+                "listeners": [li.as_dict() for li in plan.lb.listeners],
+                "problems": [{"service": p.service, "reason": p.reason,
+                              "message": printable(p.message)} for p in plan.lb.problems]},
+            "probes": probes,
             "identity": self.cfg.identity, "config": str(self.config_path or ""),
             "started": self.started, "last_reload": self.last_reload,
             "last_sync": None if last is None else {

@@ -21,8 +21,11 @@ from enum import StrEnum
 from typing import Any
 
 from lbsync import serverlines
-from lbsync.config import Config, NodesConfig, UpstreamConfig
+from lbsync.config import Config, NodesConfig, ProbeConfig, UpstreamConfig
 from lbsync.errors import SyncError
+from lbsync.health import Target, TargetState, target_for
+from lbsync.health import up as health_up
+from lbsync.loadbalancer import Backend, LBPlan, plan_lb
 from lbsync.model import AUTOSCALER_TAINT, Node, Service, Snapshot
 from lbsync.text import printable
 
@@ -94,11 +97,15 @@ class Upstream:
     port: int
     servers: tuple[Server, ...]
     source: str  # "namespace/name:port" or "node_port"
+    down: tuple[Server, ...] = ()  # eligible, but left out because their probes fail
+    note: str = ""  # why a rule was not applied (e.g. every probe fails)
 
     def as_dict(self) -> dict[str, Any]:
         """For /status and `lbsync status`."""
         return {"name": self.name, "port": self.port, "source": self.source,
-                "servers": [{"address": s.hostport, "node": s.node} for s in self.servers]}
+                "servers": [{"address": s.hostport, "node": s.node} for s in self.servers],
+                "down": [{"address": s.hostport, "node": s.node} for s in self.down],
+                "note": self.note}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,8 @@ class Plan:
 
     upstreams: tuple[Upstream, ...]
     verdicts: tuple[NodeVerdict, ...]
+    targets: frozenset[Target] = frozenset()  # what to probe: every candidate server's check
+    lb: LBPlan | None = None  # LoadBalancer Services, when loadbalancer.enabled
 
     @property
     def eligible_count(self) -> int:
@@ -227,8 +236,14 @@ def _verdicts(nodes: Mapping[str, Node], rules: NodesConfig) -> tuple[NodeVerdic
     return tuple(now.values())
 
 
-def plan(snapshot: Snapshot, config: Config) -> Plan:
-    """Turn a cluster snapshot into the upstreams to write. Raises SyncError when refusing."""
+def plan(snapshot: Snapshot, config: Config,
+         health: Mapping[Target, TargetState] | None = None,
+         unavailable: frozenset[tuple[str, int]] = frozenset()) -> Plan:
+    """Turn a cluster snapshot (and the probes' results) into the upstreams to write.
+
+    Raises SyncError when refusing. Without `health` (no probe has run), every eligible node
+    is a server; the plan still names the probe targets of every candidate server.
+    """
     verdicts = _verdicts(snapshot.nodes, config.nodes)
     eligible = [v for v in verdicts if v.eligible]
     if len(eligible) < config.nodes.min_nodes:
@@ -237,12 +252,51 @@ def plan(snapshot: Snapshot, config: Config) -> Plan:
             f"fewer than nodes.min_nodes={config.nodes.min_nodes}; keeping the current file"
         )
     upstreams = []
+    targets: set[Target] = set()
     for up in config.upstreams:
         port = node_port_for(up, snapshot.services, config.nodes.port_range)
-        servers = sorted(
-            (Server(v.address, port, v.name) for v in eligible if v.address is not None),
-            key=Server.sort_key,
-        )
+        candidates = [Server(v.address, port, v.name) for v in eligible if v.address is not None]
+        service = snapshot.services.get(up.service_ref) if up.service is not None else None
+        checks = {s: _target(s, service, config.nodes.probe, up.context) for s in candidates}
+        targets.update(t for t in checks.values() if t is not None)
         source = "node_port" if up.node_port is not None else f"{up.service_ref}:{up.port}"
-        upstreams.append(Upstream(up.name, port, tuple(servers), source))
-    return Plan(tuple(upstreams), verdicts)
+        upstreams.append(_probed(up.name, port, source, checks, health, config.nodes.min_nodes))
+    lb = None
+    if config.loadbalancer.enabled:
+        backends = [Backend(str(v.address), "", v.name) for v in eligible
+                    if v.address is not None]
+        lb = plan_lb(snapshot.services, backends, config.loadbalancer, config.nodes.probe,
+                     health, unavailable)
+        targets.update(lb.targets)
+    return Plan(tuple(upstreams), verdicts, frozenset(targets), lb)
+
+
+def _target(server: Server, service: Service | None, probe: ProbeConfig,
+            context: str = "http") -> Target | None:
+    if not probe.enabled:
+        return None
+    kind = "tcp" if context == "stream" else probe.kind  # a stream port may not speak HTTP
+    return target_for(str(server.address), server.port, service, kind, probe.path,
+                      probe.expect)
+
+
+def _up(health: Mapping[Target, TargetState], target: Target | None) -> bool:
+    return target is None or health_up(health, target)
+
+
+def _probed(name: str, port: int, source: str, checks: Mapping[Server, Target | None],
+            health: Mapping[Target, TargetState] | None, min_nodes: int) -> Upstream:
+    """The upstream's servers: those whose probe has not failed. Probes never take an
+    upstream below nodes.min_nodes: when (nearly) every probe fails at once, the gateway's
+    own network is the likelier culprit, so the probes are ignored (fail static) and NGINX's
+    passive checks carry on alone."""
+    servers = sorted(checks, key=Server.sort_key)
+    if health is None:
+        return Upstream(name, port, tuple(servers), source)
+    ok = [s for s in servers if _up(health, checks[s])]
+    down = [s for s in servers if not _up(health, checks[s])]
+    if down and (not ok or len(ok) < min(min_nodes, len(servers))):
+        return Upstream(name, port, tuple(servers), source,
+                        note=f"probes fail for {len(down)} of {len(servers)} servers: ignored "
+                             "(fail static)")
+    return Upstream(name, port, tuple(ok), source, down=tuple(down))

@@ -68,6 +68,33 @@ def read_untrusted(path: Path, max_bytes: int) -> bytes:
     return data
 
 
+SERVICE_USER = "lbsync"
+
+
+def check_output_dir(directory: Path) -> None:
+    """The directory lbsync writes into: a real directory, never a symlink; and when lbsync
+    runs as root (`lbsync once` by hand), owned by root or the service user, since a
+    directory another user controls is one they can plant links and files in."""
+    try:
+        info = os.lstat(directory)
+    except OSError as exc:
+        raise SyncError(f"nginx.servers_dir {directory}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise SyncError(f"nginx.servers_dir {directory}: not a directory (a symlink?)")
+    if os.geteuid() == 0 and info.st_uid not in (0, _uid(SERVICE_USER)):
+        raise SyncError(f"nginx.servers_dir {directory}: owned by uid {info.st_uid}; as root, "
+                        f"lbsync writes only into a directory of root or {SERVICE_USER}")
+
+
+def _uid(user: str) -> int:
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return 0
+
+
 def check_private_dir(directory: Path, what: str) -> None:
     """`directory` must be a real directory that only this user (or root) can change."""
     try:

@@ -313,13 +313,15 @@ class Client:
 
     # --- the daemon's reads ----------------------------------------------------------------
 
-    def list(self, source: Source[T], *, deadline: float = LIST_DEADLINE,
+    def list(self, source: Source[T], *, deadline: float | None = None,
              max_objects: int = MAX_OBJECTS) -> Listed[T]:
         """Every object of a source and the resourceVersion to watch from: streamed where the
-        server can, else paged. An expired continue token starts the list again, once."""
+        server can, else paged. An expired continue token starts the list again, once. The
+        deadline (LIST_DEADLINE unless given) is read at call time."""
+        seconds = LIST_DEADLINE if deadline is None else deadline
         if source.stream and self.streaming is not False:
             try:
-                listed = self._stream_list(source, time.monotonic() + deadline, max_objects)
+                listed = self._stream_list(source, time.monotonic() + seconds, max_objects)
             except _NoStreaming:
                 self.streaming = False
             else:
@@ -327,7 +329,7 @@ class Client:
                 return listed
         for attempt in range(2):
             try:
-                return self._list_pages(source, time.monotonic() + deadline, max_objects)
+                return self._list_pages(source, time.monotonic() + seconds, max_objects)
             except Expired:
                 if attempt:
                     raise
@@ -374,8 +376,7 @@ class Client:
         pages = 0
         while True:
             if time.monotonic() > deadline:
-                raise ProtocolError(f"list {src.what}: not done after {pages} pages "
-                                    f"({LIST_DEADLINE:g}s)")
+                raise ProtocolError(f"list {src.what}: not done after {pages} pages")
             body = self.call("GET", src.path, what=f"list {src.what}", query={
                 **src.query, "limit": PAGE_SIZE, "continue": token})
             pages += 1
@@ -677,3 +678,73 @@ class Retrying:
 def retrying(*, attempts: int, max_wait: float = 2.0,
              sleep: Callable[[float], None] = time.sleep) -> Retrying:
     return Retrying(attempts, max_wait, sleep)
+
+
+# --- writes of LoadBalancer mode: Service status, Events, the leader Lease -----------------
+# Only in loadbalancer mode, only by the Lease holder; each is one request, retried by the
+# next pass (level-triggered), never in a loop here.
+
+FIELD_MANAGER = "lbsync"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+
+
+def services_all() -> Source[Service]:
+    """Every Service in the cluster (loadbalancer mode picks the LoadBalancer ones): field
+    selectors on Services only know names and namespaces, so the type is filtered here."""
+    return Source("/api/v1/services", {}, service_from_json, lambda s: s.ref, "services")
+
+
+def _ns(namespace: str) -> str:
+    return quote(namespace, safe="")
+
+
+def patch_service_status(client: Client, namespace: str, name: str,
+                         ingress: list[dict[str, str]]) -> None:
+    """Server-side apply of status.loadBalancer.ingress with lbsync's own field manager; an
+    empty list gives up lbsync's entries (apply removes what a manager stops sending)."""
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": name, "namespace": namespace},
+                            "status": {"loadBalancer": {"ingress": ingress} if ingress else {}}}
+    client.call("PATCH", f"/api/v1/namespaces/{_ns(namespace)}/services/"
+                f"{quote(name, safe='')}/status", what=f"status of Service {namespace}/{name}",
+                query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                body=json.dumps(body).encode(), content_type="application/apply-patch+yaml")
+
+
+def create_event(client: Client, service: Service, reason: str, message: str,
+                 kind: str = "Warning") -> None:
+    """A core/v1 Event about a Service, as controllers report what they could not do."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{service.name[:200]}.lbsync-",
+                         "namespace": service.namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Service", "name": service.name,
+                               "namespace": service.namespace, "uid": service.uid},
+            "reason": reason, "message": message[:1024], "type": kind,
+            "source": {"component": "lbsync"}, "firstTimestamp": now, "lastTimestamp": now,
+            "count": 1}
+    client.call("POST", f"/api/v1/namespaces/{_ns(service.namespace)}/events",
+                what=f"event on Service {service.ref}", body=json.dumps(body).encode(),
+                content_type="application/json")
+
+
+def get_lease(client: Client, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return client.json("GET", LEASES.format(ns=_ns(namespace)) + "/" + quote(name, safe=""),
+                           what=f"Lease {namespace}/{name}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def write_lease(client: Client, lease: dict[str, Any], *, create: bool) -> dict[str, Any]:
+    """Create the Lease, or replace it (the body's resourceVersion makes this fail with 409
+    when another gateway wrote it first: optimistic concurrency, as client-go does)."""
+    meta = lease["metadata"]
+    path = LEASES.format(ns=_ns(meta["namespace"]))
+    if not create:
+        path += "/" + quote(meta["name"], safe="")
+    return client.json("POST" if create else "PUT", path,
+                       what=f"Lease {meta['namespace']}/{meta['name']}",
+                       body=json.dumps(lease).encode(), content_type="application/json")

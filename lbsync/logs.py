@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from lbsync.config import LogConfig
+from lbsync.text import printable
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
@@ -67,8 +68,12 @@ def _structlog() -> ModuleType:
 
 def _configure(structlog: ModuleType, fmt: str, stream: TextIO, numeric: int) -> None:
     renderer: Any
+    safe: list[Any] = []
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        # JSON escapes control characters itself; a console line must not carry a raw ESC
+        # sequence from a node name to the operator's terminal.
+        safe = [_printable_values]
     else:
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     structlog.configure(
@@ -77,6 +82,7 @@ def _configure(structlog: ModuleType, fmt: str, stream: TextIO, numeric: int) ->
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *safe,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -95,6 +101,11 @@ class _Logger:
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(_structlog().get_logger(self._name), attr)
+
+
+def _printable_values(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {k: printable(v, 2000) if isinstance(v, str) and k != "exception" else v
+            for k, v in event.items()}
 
 
 def get(name: str = "lbsync") -> Any:

@@ -5,15 +5,19 @@ Label values are pre-initialised so that dashboards and alerts see zeros, not mi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from lbsync import __version__
 from lbsync.desired import Reason
+from lbsync.health import Observation, TargetState, counts
 
 SYNC_RESULTS = ("reloaded", "unchanged", "failed")
 RELOAD_RESULTS = ("success", "test_failed", "reload_failed")
 WATCH_KINDS = ("nodes", "services")
 WATCH_REASONS = ("timeout", "expired", "error", "resync")
+PROBE_RESULTS = ("ok", "refused", "timeout", "http_status", "error")
 API_CODES = ("connection", "invalid", "internal", "401", "403", "404", "410", "429", "500",
              "503")
 
@@ -56,6 +60,27 @@ class Metrics:
             registry=registry,
         )
         self.ready = Gauge("lbsync_ready", "1 while /readyz answers 200.", registry=registry)
+        # Per result, not per node: 5,000 nodes must not mean 5,000 series. Which node fails
+        # is in /status and `lbsync status`.
+        self.probes = Counter("lbsync_probes", "Probes of servers by result.", ["result"],
+                              registry=registry)
+        self.probe_targets = Gauge("lbsync_probe_targets", "Probed servers by state.",
+                                   ["state"], registry=registry)
+        self.status_writes = Counter("lbsync_loadbalancer_status_writes",
+                                     "Service status writes (loadbalancer mode) by result.",
+                                     ["result"], registry=registry)
+        self.lb_services = Gauge("lbsync_loadbalancer_services",
+                                 "LoadBalancer Services selected, by state: served (at least "
+                                 "one listener) or problem (a port left out).", ["state"],
+                                 registry=registry)
+        self.leader = Gauge("lbsync_leader",
+                            "1 while this gateway holds the Lease and writes statuses.",
+                            registry=registry)
+        self.held_back = Gauge(
+            "lbsync_held_back_removals",
+            "Servers kept in NGINX although the cluster says remove them: a drop larger than "
+            "nodes.max_shrink, held until it has lasted nodes.shrink_confirm.",
+            registry=registry)
         Info("lbsync_build", "lbsync version.", registry=registry).info({"version": __version__})
         self._preinit()
 
@@ -71,6 +96,23 @@ class Metrics:
                 self.watch_restarts.labels(kind=kind, reason=why)
         for code in API_CODES:
             self.api_errors.labels(code=code)
+        for result in PROBE_RESULTS:
+            self.probes.labels(result=result)
+        for state in ("up", "down"):
+            self.probe_targets.labels(state=state)
+        for result in ("written", "failed"):
+            self.status_writes.labels(result=result)
+        for state in ("served", "problem"):
+            self.lb_services.labels(state=state)
+
+    def count_probe(self, obs: Observation) -> None:
+        result = obs.detail if obs.detail in PROBE_RESULTS else (
+            "http_status" if obs.detail.startswith("HTTP ") else "error")
+        self.probes.labels(result=result).inc()
+
+    def set_probe_targets(self, states: Iterable[TargetState]) -> None:
+        for state, n in counts(states).items():
+            self.probe_targets.labels(state=state).set(n)
 
     def set_upstreams(self, counts: dict[str, int]) -> None:
         for name, count in counts.items():

@@ -30,6 +30,7 @@ MAX_STRING = 512
 MAX_ADDRESSES = 16
 MAX_TAINTS = 64
 MAX_PORTS = 256
+MAX_ANNOTATIONS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,19 @@ class Service:
     name: str
     type: str = "ClusterIP"
     ports: tuple[ServicePort, ...] = ()
+    external_traffic_policy: str = "Cluster"
+    health_check_node_port: int | None = None
+    load_balancer_class: str = ""
+    annotations: tuple[tuple[str, str], ...] = ()  # at most MAX_ANNOTATIONS, sorted
+    created: str = ""  # creationTimestamp: the oldest Service wins a port both want
+    uid: str = ""
+    ingress: tuple[str, ...] = ()  # status.loadBalancer.ingress, each ip or hostname
+
+    def annotation(self, key: str) -> str | None:
+        for k, v in self.annotations:
+            if k == key:
+                return v
+        return None
 
     @property
     def ref(self) -> str:
@@ -177,11 +191,25 @@ def service_from_json(obj: Mapping[str, Any]) -> Service:
             node_port=node_port if _is_port(node_port) else None,
             protocol=_str(p.get("protocol")) or "TCP",
         ))
+    hc_port = spec.get("healthCheckNodePort")
+    annotations = tuple(sorted((k[:MAX_STRING], _str(v)) for k, v in
+                               list(_dict(meta.get("annotations")).items())[:MAX_ANNOTATIONS]
+                               if isinstance(k, str)))
+    ingress = tuple(_str(_dict(i).get("ip")) or _str(_dict(i).get("hostname"))
+                    for i in _list(_dict(_dict(obj.get("status")).get("loadBalancer"))
+                                   .get("ingress"), MAX_ADDRESSES))
     return Service(
         namespace=_str(meta.get("namespace")),
         name=_str(meta.get("name")),
         type=_str(spec.get("type")) or "ClusterIP",
         ports=tuple(ports),
+        external_traffic_policy=_str(spec.get("externalTrafficPolicy")) or "Cluster",
+        health_check_node_port=hc_port if _is_port(hc_port) else None,
+        load_balancer_class=_str(spec.get("loadBalancerClass")),
+        annotations=annotations,
+        created=_str(meta.get("creationTimestamp")),
+        uid=_str(meta.get("uid")),
+        ingress=tuple(i for i in ingress if i),
     )
 
 

@@ -1,12 +1,19 @@
 """systemd notification (sd_notify) without a dependency: READY=1, STATUS=, WATCHDOG=1.
 
-Does nothing when NOTIFY_SOCKET is unset, so the daemon runs the same outside systemd.
+Does nothing when NOTIFY_SOCKET is unset, so the daemon runs the same outside systemd. A
+STATUS= text can carry strings from the cluster (an error naming a Service's type): it is made
+one printable line, bounded, so that it can never add a field such as WATCHDOG=trigger or
+STOPPING=1 to the datagram.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+
+from lbsync.text import printable
+
+MAX_STATUS = 200
 
 
 class Notifier:
@@ -25,17 +32,19 @@ class Notifier:
         if not self.address:
             return False
         try:
+            # One field per line: a field's own newline would start another field.
+            line = "\n".join(printable(f, MAX_STATUS + 16) for f in fields)
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.sendto("\n".join(fields).encode(), self.address)
+                sock.sendto(line.encode(), self.address)
         except OSError:
             return False
         return True
 
     def ready(self, status: str) -> None:
-        self.send("READY=1", f"STATUS={status}")
+        self.send("READY=1", f"STATUS={printable(status, MAX_STATUS)}")
 
     def status(self, status: str) -> None:
-        self.send(f"STATUS={status}")
+        self.send(f"STATUS={printable(status, MAX_STATUS)}")
 
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import jinja2
 
-from lbsync import files, kube, logs, render
-from lbsync.apply import Outcome, apply
+from lbsync import files, kube, loadbalancer, logs, probe, render, serverlines
+from lbsync.apply import Outcome, apply, servers_of
 from lbsync.config import Config
 from lbsync.desired import Plan, Reason, plan
+from lbsync.errors import ApplyError
+from lbsync.guard import Held, limit_shrink
+from lbsync.health import Target, TargetState
 from lbsync.model import Service, Snapshot
 
 # How many verdicts of skipped untrusted nodes one pass logs: a hostile API must not flood
@@ -39,6 +42,7 @@ class PassResult:
     plan: Plan
     outcome: Outcome
     changes: tuple[UpstreamChange, ...]
+    held: tuple[Held, ...] = ()  # removals the blast-radius guard held back
 
     @property
     def reloaded(self) -> bool:
@@ -46,9 +50,16 @@ class PassResult:
 
     def lines(self) -> list[str]:
         """One human line per upstream: `k8s_cluster: 3 nodes (+1 -0), reloaded`."""
-        return [
+        held = {h.upstream: h for h in self.held}
+        lb = self.plan.lb
+        listeners = [] if lb is None else [
+            f"loadbalancer: {len(lb.listeners)} listeners for {len(lb.served)} Services"
+            + (f", {len(lb.problems)} ports left out" if lb.problems else "")
+            + f", {self.outcome.value}"]
+        return listeners + [
             f"{c.name}: {c.servers} {'node' if c.servers == 1 else 'nodes'} "
             f"(+{len(c.added)} -{len(c.removed)}), {self.outcome.value}"
+            + (f"; {len(held[c.name].kept)} removals held back" if c.name in held else "")
             for c in self.changes
         ]
 
@@ -80,14 +91,23 @@ def load_template(config: Config) -> jinja2.Template:
     return render.compile_template(files.read_template(path), str(path))
 
 
-def compute(snapshot: Snapshot, config: Config, template: jinja2.Template
+def compute(snapshot: Snapshot, config: Config, template: jinja2.Template,
+            health: Mapping[Target, TargetState] | None = None
             ) -> tuple[Plan, dict[Path, str]]:
     """The pure part of a pass: the plan and each servers file's path and text."""
-    decided = plan(snapshot, config)
+    decided = plan(snapshot, config, health)
+    return decided, render_files(decided, config, template)
+
+
+def render_files(decided: Plan, config: Config, template: jinja2.Template) -> dict[Path, str]:
     texts = render.render(decided, template, config.nginx.server_options,
                           allow_loopback=config.nodes.allow_loopback,
                           port_range=config.nodes.port_range)
-    return decided, {config.nginx.servers_file(name): text for name, text in texts.items()}
+    out = {config.nginx.servers_file(name): text for name, text in texts.items()}
+    if decided.lb is not None:
+        out[config.nginx.servers_dir / serverlines.STREAM_FILE] = loadbalancer.render_stream(
+            decided.lb, config.loadbalancer.addresses, config.nginx.server_options)
+    return out
 
 
 def log_untrusted(decided: Plan) -> None:
@@ -101,15 +121,43 @@ def log_untrusted(decided: Plan) -> None:
 
 
 def sync_pass(snapshot: Snapshot, config: Config, template: jinja2.Template, *,
-              force: bool = False) -> PassResult:
-    """Compute and apply. The caller holds the output's lock. `force`: test and reload even
-    when the record says NGINX already runs these bytes (the daemon's first pass)."""
-    decided, texts = compute(snapshot, config, template)
+              force: bool = False, health: Mapping[Target, TargetState] | None = None,
+              shrink_confirmed: bool = False,
+              unavailable: frozenset[tuple[str, int]] = frozenset()) -> PassResult:
+    """Plan (with the probes' results), guard, render and apply. The caller holds the lock.
+
+    `force`: test and reload even when the record says NGINX already runs these bytes (the
+    daemon's first pass). `shrink_confirmed`: a big drop has lasted long enough to apply.
+    """
+    previous = recorded_servers(config)
+    guarded = limit_shrink(plan(snapshot, config, health, unavailable), previous,
+                           config.nodes.max_shrink, shrink_confirmed)
+    decided = guarded.plan
     log_untrusted(decided)
+    texts = render_files(decided, config, template)
     data = {path: text.encode("utf-8") for path, text in texts.items()}
     del texts  # not held through the apply (1.4 MB at 20,000 nodes)
-    applied = apply(data, config.nginx, servers(decided), force=force)
-    return PassResult(decided, applied.outcome, changes(applied.previous, decided))
+    try:
+        applied = apply(data, config.nginx, servers(decided), force=force)
+    except ApplyError as exc:
+        exc.plan = decided
+        raise
+    return PassResult(decided, applied.outcome, changes(applied.previous, decided),
+                      guarded.held)
+
+
+def recorded_servers(config: Config) -> dict[str, list[str]] | None:
+    """The servers of the plan NGINX last loaded, from apply's record (None: no record)."""
+    record = files.read_record(config.nginx.servers_dir, config.nginx.state_dir)
+    return servers_of(record)
+
+
+def probed(snapshot: Snapshot, config: Config) -> dict[Target, TargetState] | None:
+    """One probe round of every candidate server, for one-shot commands (None: probes off)."""
+    if not config.nodes.probe.enabled:
+        return None
+    targets = plan(snapshot, config).targets
+    return probe.probe_once(targets, config.nodes.probe) if targets else {}
 
 
 def servers(decided: Plan) -> dict[str, list[str]]:

@@ -88,8 +88,8 @@ class Reflector:
             self._restarted("expired")
             return
         self.cache.replace(self.source, listed.items, force=not first)
-        self._ok()
-        self._crashes = 0
+        # Listed; but after unreadable events, only a watch that works again means current.
+        self._ok(recovered=self._crashes == 0)
         self._watch_until_resync(listed.resource_version)
 
     def _crashed(self, exc: Exception) -> None:
@@ -115,11 +115,17 @@ class Reflector:
             timeout = max(1, min(self.watch_timeout, int(left + 0.999)))
             began = time.monotonic()
             try:
-                rv = self._retry(functools.partial(self._stream, rv, timeout))
+                rv = self._retry(functools.partial(self._stream, rv, timeout), watch=True)
             except Expired as exc:
                 self.log.info("watch expired, relisting", error=str(exc))
                 self._restarted("expired")
                 return
+            except kube.ProtocolError as exc:
+                # An event we could not read may have been a change we missed: only a relist
+                # is sure to catch up. Backed off, so garbage cannot make a tight loop.
+                self._garbled(exc)
+                return
+            self._crashes = 0
             self._ok()  # a watch the server ended cleanly: we were current until now
             self._restarted("timeout")
             if time.monotonic() - began < min(1.0, timeout / 2):
@@ -135,14 +141,27 @@ class Reflector:
             rv = event.resource_version or rv
             if event.type != "BOOKMARK":
                 self.cache.apply(self.source, event)
+            self._crashes = 0
             self._ok()
         return rv
 
-    def _retry(self, call: Callable[[], Any]) -> Any:
-        """Run `call` until it succeeds; 410 Expired passes through to trigger a relist."""
+    def _garbled(self, exc: kube.ProtocolError) -> None:
+        self._crashes += 1
+        self.health.failing_since = self.health.failing_since or time.monotonic()
+        self.health.last_error = str(exc)
+        self.metrics.api_errors.labels(code=exc.code).inc()
+        self._restarted("error")
+        wait = min(MAX_BACKOFF, 0.5 * 2 ** min(self._crashes, 6))
+        self.log.warning("unreadable watch event, relisting", error=str(exc), retry_in=wait)
+        self._sleep(wait)
+
+    def _retry(self, call: Callable[[], Any], *, watch: bool = False) -> Any:
+        """Run `call` until it succeeds; 410 Expired passes through to trigger a relist, and
+        so does garbage in a watch."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(
                 lambda e: isinstance(e, ApiError) and not isinstance(e, Expired)
+                and not (watch and isinstance(e, kube.ProtocolError))
             ),
             wait=self._wait,
             stop=lambda _state: self.stop.is_set(),
@@ -176,12 +195,14 @@ class Reflector:
         level("api error, retrying", error=str(exc), attempt=state.attempt_number,
               retry_in=round(wait, 2))
 
-    def _ok(self) -> None:
+    def _ok(self, *, recovered: bool = True) -> None:
+        self.health.last_ok = time.monotonic()
+        if not recovered:
+            return
         if self.health.failing_since is not None:
             self.log.info("api reachable again",
                           down_for=round(time.monotonic() - self.health.failing_since, 2))
         self.health.failing_since = None
-        self.health.last_ok = time.monotonic()
 
     def _restarted(self, reason: str) -> None:
         self.metrics.watch_restarts.labels(kind=self.kind, reason=reason).inc()

@@ -1,9 +1,11 @@
 #!/bin/sh
-# CI test of the Debian package on a disposable Debian 12 machine, as root:
+# CI test of the Debian package on a disposable Debian 12 or 13 machine, as root:
 # build (make deb, unless SKIP_BUILD=1), install with apt, check files, user,
 # conffile, permissions, the program on Debian's python3 and the packaged
 # config; remove, purge, check the cleanup. Exits non-zero on any failure.
 # Needs packaging/build-deps.sh first. It installs and purges lbsync for real.
+# APT_UPDATE=0 skips `apt-get update` (the Debian 13 root of packaging/test-trixie.sh
+# has the dependencies installed and no network).
 set -eu
 
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -40,16 +42,18 @@ fi
 getent passwd lbsync >/dev/null && deluser --system --quiet lbsync || true
 getent group lbsync >/dev/null && delgroup --system --quiet lbsync || true
 
-echo "# install"
-apt-get update -qq
+echo "# install (Debian $(cat /etc/debian_version), $(/usr/bin/python3 --version))"
+if [ "${APT_UPDATE:-1}" = 1 ]; then apt-get update -qq; fi
 check "apt-get install $DEB" apt-get install -y --no-install-recommends "./$DEB"
 check "package is installed" sh -c "dpkg-query -W -f='\${Status}' lbsync | grep -qx 'install ok installed'"
 check "version is $VERSION" sh -c "[ \"\$(dpkg-query -W -f='\${Version}' lbsync)\" = '$VERSION' ]"
 
 echo "# files"
+check "nothing under the aliased /lib, /bin, /sbin (DEP17; Debian 13's lintian: aliased-location)" \
+    sh -c "! dpkg -L lbsync | grep -E '^/(lib|lib32|lib64|libx32|bin|sbin)(/|\$)'"
 for f in /usr/bin/lbsync \
-         /lib/systemd/system/lbsync.service \
-         /lib/systemd/system/lbsync-nginx-test.service \
+         /usr/lib/systemd/system/lbsync.service \
+         /usr/lib/systemd/system/lbsync-nginx-test.service \
          /usr/share/polkit-1/rules.d/50-lbsync.rules \
          /etc/lbsync/config.yaml \
          /usr/share/doc/lbsync/copyright \
@@ -67,7 +71,7 @@ check "/etc/lbsync/config.yaml is a conffile" \
     sh -c "dpkg-query -W -f='\${Conffiles}' lbsync | grep -q '^ /etc/lbsync/config.yaml '"
 check "config.yaml root:root 0644" stat_is /etc/lbsync/config.yaml root:root 644
 check "polkit rule root:root 0644" stat_is /usr/share/polkit-1/rules.d/50-lbsync.rules root:root 644
-check "unit root:root 0644" stat_is /lib/systemd/system/lbsync.service root:root 644
+check "unit root:root 0644" stat_is /usr/lib/systemd/system/lbsync.service root:root 644
 
 echo "# user and output directory"
 check "system user lbsync" sh -c '
@@ -103,10 +107,14 @@ assert cfg.kubernetes.kubeconfig == Path("/etc/lbsync/kubeconfig"), cfg.kubernet
 print("ok")
 PY'
 check "systemd-analyze verify on the installed units" sh -c '
-    out=$(systemd-analyze verify /lib/systemd/system/lbsync.service /lib/systemd/system/lbsync-nginx-test.service 2>&1)
+    out=$(systemd-analyze verify /usr/lib/systemd/system/lbsync.service /usr/lib/systemd/system/lbsync-nginx-test.service 2>&1)
     echo "$out"; [ -z "$out" ]'
-check "service is installed disabled (needs a kubeconfig first)" \
-    sh -c '! systemctl is-enabled --quiet lbsync.service 2>/dev/null'
+check "systemd finds lbsync.service, installed disabled (needs a kubeconfig first)" \
+    sh -c 'state=$(systemctl is-enabled lbsync.service 2>&1); echo "$state"; [ "$state" = disabled ]'
+check "systemd finds lbsync-nginx-test.service, static (started on demand only)" \
+    sh -c 'state=$(systemctl is-enabled lbsync-nginx-test.service 2>&1); echo "$state"; [ "$state" = static ]'
+check "end to end: /usr/bin/lbsync render on Debian's python3 against the emulator" \
+    sh -c "cd / && PYTHONPATH='$PWD/lab' /usr/bin/python3 '$PWD/packaging/e2e-render.py'"
 check "end to end: /usr/bin/lbsync once on Debian's python3 against the emulator and nginx" \
     sh -c "cd / && PYTHONPATH='$PWD/lab' /usr/bin/python3 '$PWD/packaging/e2e-once.py'"
 if command -v nginx >/dev/null; then
@@ -185,7 +193,7 @@ runuser -u lbsync -- sh -c 'echo "# generated" > /etc/nginx/lbsync/upstreams.con
 echo "kubeconfig: admin's" > /etc/lbsync/kubeconfig
 check "apt-get remove lbsync" apt-get remove -y lbsync
 check "program removed" no_path /usr/bin/lbsync
-check "unit removed" no_path /lib/systemd/system/lbsync.service
+check "unit removed" no_path /usr/lib/systemd/system/lbsync.service
 check "polkit rule removed" no_path /usr/share/polkit-1/rules.d/50-lbsync.rules
 check "remove keeps the conffile" test -f /etc/lbsync/config.yaml
 check "remove keeps the user" getent passwd lbsync

@@ -33,12 +33,16 @@ UNSHARE_PID=""
 SD=""
 cleanup() {
     if [ -n "$SD" ]; then kill -KILL "$SD" 2>/dev/null || true; fi
-    if [ -n "$UNSHARE_PID" ]; then wait "$UNSHARE_PID" 2>/dev/null || true; fi
+    if [ -n "$UNSHARE_PID" ]; then
+        kill -KILL "$UNSHARE_PID" 2>/dev/null || true  # it ignores SIGTERM while it waits
+        wait "$UNSHARE_PID" 2>/dev/null || true
+    fi
     if dpkg-query -W -f='${Status}' lbsync 2>/dev/null | grep -q installed; then
         apt-get purge -y lbsync >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 
 if dpkg-query -W -f='${Status}' lbsync 2>/dev/null | grep -q installed; then
     apt-get purge -y lbsync >/dev/null
@@ -47,15 +51,16 @@ apt-get install -y --no-install-recommends "./$DEB" nginx >/dev/null
 ok "installed $DEB"
 
 # PID 1 of the namespaces: private /run, /tmp, /etc/nginx/conf.d, then systemd.
+# The probe is copied before /tmp is covered: the checkout may live under /tmp.
 BOOT='
 set -e
 mount --make-rprivate /
 mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/lbsync-test /run/systemd/system/lbsync.service.d
+cp "$REPO/packaging/sandbox-probe.py" /run/lbsync-test/probe.py
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=0755 tmpfs /etc/nginx/conf.d
 cp /usr/share/doc/lbsync/examples/nginx/lbsync.conf /etc/nginx/conf.d/lbsync.conf
-mkdir -p /run/lbsync-test /run/systemd/system/lbsync.service.d
-cp "$REPO/packaging/sandbox-probe.py" /run/lbsync-test/probe.py
 printf "[Service]\nExecStart=\nExecStart=/usr/bin/python3 /run/lbsync-test/probe.py\n" \
     > /run/systemd/system/lbsync.service.d/probe.conf
 printf "[Unit]\nDescription=lbsync sandbox test\nWants=dbus.service polkit.service nginx.service\n" \
@@ -69,7 +74,8 @@ done
 export container=lbsync-test
 exec /lib/systemd/systemd --system --unit=lbsync-test.target
 '
-REPO=$REPO unshare --pid --mount --net --uts --ipc --fork --mount-proc sh -c "$BOOT" \
+# --kill-child: should unshare itself be killed, systemd (the namespaces' PID 1) goes with it.
+REPO=$REPO unshare --pid --mount --net --uts --ipc --fork --kill-child --mount-proc sh -c "$BOOT" \
     >/tmp/test-sandbox.boot.log 2>&1 &
 UNSHARE_PID=$!
 i=0

@@ -1,5 +1,6 @@
 #!/bin/sh
-# CI check of the systemd units (make check-unit), without systemd as PID 1:
+# CI check of the systemd units (make check-unit), without systemd as PID 1 (with Debian 12's
+# systemd here, and with Debian 13's in the trixie root: packaging/test-trixie.sh):
 #  - `systemd-analyze verify` must print nothing. verify insists that
 #    ExecStart binaries exist, so when /usr/bin/lbsync or /usr/sbin/nginx is
 #    not installed the unit is verified as a copy pointing at a stub.
@@ -15,6 +16,7 @@ mkdir -p "$TMP/units" "$TMP/bin"
 printf '#!/bin/sh\nexit 0\n' > "$TMP/bin/stub"
 chmod 0755 "$TMP/bin/stub"
 
+echo "check-unit: $(systemd-analyze --version | head -n 1) (Debian $(cat /etc/debian_version 2>/dev/null || echo '?'))"
 fail=0
 for unit in *.service; do
     sed_args=""

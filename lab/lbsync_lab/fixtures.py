@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ from lbsync.bootstrap.config import BootstrapConfig, GatewayApiSection
 from lbsync.bootstrap.helm import Helm
 from lbsync_lab import data
 from lbsync_lab.controllers import FakeKong, StandInController
-from lbsync_lab.nginx import PrivateNginx
+from lbsync_lab.inprocess import Running
+from lbsync_lab.nginx import PrivateNginx, free_port
 from lbsync_lab.nodes import StandinPool
-from lbsync_lab.rig import addr, child_env
+from lbsync_lab.rig import addr, child_env, write_config
 from lbsync_lab.sim import ApiServer, objects
 
 SKIP_SHARED_DATA = os.environ.get("LBSYNC_SKIP_SHARED_DATA") == "1"
@@ -89,6 +90,37 @@ def standins() -> Iterator[StandinPool]:
 def api(tmp_path: Path) -> Iterator[ApiServer]:
     with ApiServer(workdir=tmp_path / "sim", token="secret", bookmark_interval=0.5) as server:
         yield server
+
+
+# --- the daemon in this process ------------------------------------------------------------
+
+# Quick timing, so that tests wait for tenths of seconds, not for production's seconds.
+FAST = {"debounce": 0.1, "max_delay": 1.0, "min_reload_interval": 0.2,
+        "ready_after_failure": 1.5, "watch_timeout": 30}
+# Probes are off unless a test turns them on (`nodes={"probe": {"enabled": True}}`): the
+# daemon's other tests add nodes without stand-ins to watch the API side alone.
+FAST_PROBES = {"enabled": False, "interval": 0.2, "timeout": 0.15, "rise": 2, "fall": 2}
+
+
+@pytest.fixture
+def run_daemon(tmp_path: Path, api: ApiServer, nginx: PrivateNginx
+               ) -> Iterator[Callable[..., Running]]:
+    """Start `lbsync run` in this process against the emulator and the private nginx:
+    `run_daemon(**config sections)`; every one started is stopped at the end."""
+    started: list[Running] = []
+
+    def start(**sections: Any) -> Running:
+        sync = {**FAST, **sections.pop("sync", {})}
+        nodes = sections.pop("nodes", {})
+        nodes = {**nodes, "probe": {**FAST_PROBES, **nodes.get("probe", {})}}
+        path = write_config(tmp_path / "config.yaml", api, nginx, sync=sync, nodes=nodes,
+                            http={"listen": f"127.0.0.1:{free_port()}"}, **sections)
+        started.append(Running.start(path, nginx))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()
 
 
 # --- the bootstrap's tests -------------------------------------------------------------------

@@ -1,7 +1,11 @@
 """Stand-in nodes: small HTTP servers on free loopback addresses at the node port.
 
 Each answers every request with its own name, so a test or the demo can send requests through
-nginx and see which nodes serve. Every 127.x.y.z address binds on Linux loopback; a block of
+nginx and see which nodes serve. A node can fail the ways real ones do: `crash()` (nothing
+listens: connection refused), `hang()` (the kernel still accepts connections, the server
+never answers), `recover()`. `HealthCheckPort` stands in for kube-proxy's
+`healthCheckNodePort` of an `externalTrafficPolicy: Local` Service: 200 where the node has a
+local endpoint, 503 elsewhere. Every 127.x.y.z address binds on Linux loopback; a block of
 addresses is picked at random and checked free, never a fixed one another run may hold.
 """
 
@@ -19,8 +23,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        if self.server.hung.is_set():
+            self.server.released.wait()  # never answer while hung
+            return
+        status = self.server.status
         body = f"{self.server.node_name} {self.path}\n".encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Node", self.server.node_name)
@@ -37,8 +45,11 @@ class _NodeServer(ThreadingHTTPServer):
     # socket listens on the address, which is what tells us another run holds it.
     allow_reuse_address = True
 
-    def __init__(self, address: str, port: int, name: str) -> None:
+    def __init__(self, address: str, port: int, name: str, status: int = 200) -> None:
         self.node_name = name
+        self.status = status
+        self.hung = threading.Event()
+        self.released = threading.Event()
         super().__init__((address, port), _Handler)
 
 
@@ -89,9 +100,44 @@ class StandinNode:
 
     def stop(self) -> None:
         if self._server is not None:
+            self._server.released.set()
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def crash(self) -> None:
+        """Nothing listens any more: connections are refused."""
+        self.stop()
+
+    def hang(self) -> None:
+        """Still accepting connections (the kernel does that), never answering."""
+        assert self._server is not None
+        self._server.released.clear()
+        self._server.hung.set()
+
+    def recover(self) -> None:
+        if self._server is None:
+            self.start()
+        else:
+            self._server.hung.clear()
+            self._server.released.set()
+
+
+class HealthCheckPort:
+    """kube-proxy's health check for a `Local` Service on one node: /healthz answers 200
+    while the node has a local endpoint, 503 otherwise."""
+
+    def __init__(self, address: str, port: int, local_endpoint: bool = True) -> None:
+        self.node = StandinNode("healthz", address, port)
+        self.node.start()
+        self.set(local_endpoint)
+
+    def set(self, local_endpoint: bool) -> None:
+        assert self.node._server is not None
+        self.node._server.status = 200 if local_endpoint else 503
+
+    def stop(self) -> None:
+        self.node.stop()
 
 
 class StandinPool:
@@ -113,3 +159,30 @@ class StandinPool:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+class EchoNode:
+    """A raw TCP service on a node port: echoes what it reads, prefixed with its name (what a
+    TLS-passthrough or database Service looks like to the gateway: bytes, not HTTP)."""
+
+    def __init__(self, name: str, address: str, port: int) -> None:
+        import socketserver
+
+        outer_name = name
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                data = self.request.recv(4096)
+                if data:
+                    self.request.sendall(outer_name.encode() + b" " + data)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server((address, port), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -84,11 +84,13 @@ def add_cluster(api: ApiServer, standins: StandinPool | None, count: int,
     return names
 
 
-def config_doc(api: ApiServer, nginx: PrivateNginx | None, /, **sections: Any
+def config_doc(api: ApiServer | Path, nginx: PrivateNginx | None, /, **sections: Any
                ) -> dict[str, Any]:
-    """An lbsync config for the emulator and the private nginx; `sections` override."""
+    """An lbsync config for the emulator (or another API server's kubeconfig) and the private
+    nginx; `sections` override."""
+    kubeconfig = api if isinstance(api, Path) else api.kubeconfig_path
     doc: dict[str, Any] = {
-        "kubernetes": {"kubeconfig": str(api.kubeconfig_path)},
+        "kubernetes": {"kubeconfig": str(kubeconfig)},
         "upstreams": [{"name": "k8s_cluster", "service": f"{PROXY_NAMESPACE}/{PROXY_NAME}",
                        "port": 80}],
         # Stand-in nodes live on loopback, which a production lbsync refuses.
@@ -99,12 +101,12 @@ def config_doc(api: ApiServer, nginx: PrivateNginx | None, /, **sections: Any
         doc["nginx"] = {"servers_dir": str(nginx.staged),
                         "test_command": list(nginx.test_command),
                         "reload_command": list(nginx.reload_command),
-                        "pid_file": str(nginx.pid_file),
+                        "pid_file": str(nginx.pid_file), "error_log": str(nginx.error_log),
                         "state_dir": str(nginx.prefix / "lbsync-state")}
     return merge(doc, sections)
 
 
-def write_config(path: Path, api: ApiServer, nginx: PrivateNginx | None, /,
+def write_config(path: Path, api: ApiServer | Path, nginx: PrivateNginx | None, /,
                  **sections: Any) -> Path:
     path.write_text(yaml.safe_dump(config_doc(api, nginx, **sections)))
     return path

@@ -95,6 +95,7 @@ def test_failing_nginx_test_keeps_the_previous_file_and_nginx_serving(
     workers = nginx.wait_reloaded(workers)
     (nginx.conf_d / "other.conf").write_text("upstream broken { server ; }\n")
     api.put(objects.node("node-3", addr(3)))
+    standins.add("node-3", addr(3), 32001)  # up, or its failing probe would leave it out
 
     result = lbsync("-c", str(cfg_path), "once")
     assert result.returncode == 1
@@ -229,3 +230,50 @@ def test_version_and_help() -> None:
     sub = lbsync("once", "--help")
     assert sub.returncode == 0 and "previous files are put back" in sub.stdout
     assert lbsync("nonsense").returncode == 2
+
+
+def test_a_pass_killed_during_the_test_is_redone_by_the_next_one(
+    api: ApiServer, nginx: PrivateNginx, standins: StandinPool, tmp_path: Path
+) -> None:
+    """Before: SIGKILL during `nginx -t` left the new file on disk; the next run saw identical
+    bytes, said "unchanged" and never reloaded, so nginx never ran them."""
+    import os
+    import signal
+    import time
+
+    add_cluster(api, standins, 2)
+    started = tmp_path / "test-started"
+    hanging = tmp_path / "hang.sh"
+    hanging.write_text(f'#!/bin/sh\ntouch "{started}"\nexec sleep 60\n')
+    hanging.chmod(0o755)
+    slow = write_config(tmp_path / "slow.yaml", api, nginx,
+                        nginx={"test_command": [str(hanging)]})
+    proc = subprocess.Popen([sys.executable, "-m", "lbsync", "-c", str(slow), "once"],
+                            cwd=ROOT, env=child_env(), start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # lbsync and its test command, mid-test
+    proc.wait()
+    assert nginx.staged_output.exists()  # the killed pass wrote its file
+    assert hp(1) not in nginx.servers()  # but nginx never ran it
+
+    workers = nginx.worker_pids()
+    result = lbsync("-c", str(write_config(tmp_path / "c.yaml", api, nginx)), "once")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(", reloaded\n"), result.stdout
+    nginx.wait_reloaded(workers)
+    assert nginx.servers() == {hp(1), hp(2)}
+
+
+def test_once_probes_and_leaves_out_a_node_that_refuses(
+    api: ApiServer, nginx: PrivateNginx, standins: StandinPool, cfg_path: Path
+) -> None:
+    """Ready in the API, but nothing answers on its node port: one probe round says so."""
+    add_cluster(api, standins, 3)
+    standins.nodes["node-2"].crash()
+    result = lbsync("-c", str(cfg_path), "once")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "k8s_cluster: 2 nodes (+2 -0), reloaded\n"
+    assert nginx.servers() == {hp(1), hp(3)}

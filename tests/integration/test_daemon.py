@@ -6,109 +6,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from lbsync_lab.nginx import PrivateNginx, free_port
+from lbsync_lab.inprocess import Running, eventually
+from lbsync_lab.nginx import PrivateNginx
 from lbsync_lab.nodes import StandinPool
-from lbsync_lab.rig import add_cluster, addr, hp, write_config
+from lbsync_lab.rig import add_cluster, addr, hp
 from lbsync_lab.sim import ApiServer, objects
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-
-from lbsync import config
-from lbsync.daemon import Daemon
-from lbsync.httpapi import HttpApi
-
-FAST = {"debounce": 0.1, "max_delay": 1.0, "min_reload_interval": 0.2,
-        "ready_after_failure": 1.5, "watch_timeout": 30}
-
-
-def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.02)
-
-
-class Running:
-    """A daemon running in a thread, with its HTTP API on a free port."""
-
-    def __init__(self, daemon: Daemon, http: HttpApi, nginx: PrivateNginx) -> None:
-        self.daemon, self.http, self.nginx = daemon, http, nginx
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http.port}{path}",
-                                        timeout=10) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample, parsed by the Prometheus text parser."""
-        status, body = self.get("/metrics")
-        assert status == 200
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body.decode())
-            for s in family.samples
-        }
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
-
-    def servers(self) -> set[str]:
-        return self.nginx.servers()
-
-    def recorded(self) -> set[str]:
-        """The servers of the daemon's last successful pass (recorded after the reload)."""
-        ups = self.daemon.status()["upstreams"]
-        return {s["address"] for s in ups[0]["servers"]} if ups else set()
-
-    def converged(self, *hostports: str, timeout: float = 15.0) -> None:
-        """The file on disk has exactly these servers and the daemon has recorded the pass."""
-        eventually(lambda: self.servers() == set(hostports) == self.recorded(), timeout,
-                   f"servers {sorted(hostports)}, have {sorted(self.servers())}")
-
-
-@pytest.fixture
-def run_daemon(
-    tmp_path: Path, api: ApiServer, nginx: PrivateNginx
-) -> Iterator[Callable[..., Running]]:
-    started: list[tuple[Daemon, HttpApi, threading.Thread]] = []
-
-    def start(**sections: Any) -> Running:
-        sync = {**FAST, **sections.pop("sync", {})}
-        path = write_config(tmp_path / "config.yaml", api, nginx, sync=sync,
-                            http={"listen": f"127.0.0.1:{free_port()}"}, **sections)
-        cfg = config.load(path)
-        daemon = Daemon(cfg, config_path=path, registry=CollectorRegistry())
-        http = HttpApi(daemon, cfg.http.host, cfg.http.port)
-        http.start()
-        ready = threading.Event()
-        thread = threading.Thread(
-            target=daemon.run, kwargs={"install_signals": False, "on_started": ready.set},
-            daemon=True)
-        thread.start()
-        assert ready.wait(10)
-        started.append((daemon, http, thread))
-        return Running(daemon, http, nginx)
-
-    yield start
-    for daemon, http, thread in started:
-        daemon.request_stop()
-        thread.join(5)
-        http.stop()
-        assert not thread.is_alive()
 
 
 def ready_node(name: str, address: str, ready: bool = True) -> dict[str, Any]:
@@ -387,3 +294,21 @@ def test_periodic_resync_relists_and_runs_a_pass(
     eventually(lambda: d.metric("lbsync_syncs_total", result="unchanged") >= 1, 10,
                "a resync pass")
     assert d.metric("lbsync_reloads_total", result="success") == 1
+
+
+def test_readiness_fails_when_a_reflector_thread_is_dead(
+    api: ApiServer, standins: StandinPool, run_daemon: Callable[..., Running]
+) -> None:
+    """Before: a reflector thread killed by one payload left /readyz at 200 for good."""
+    add_cluster(api, standins, 1)
+    d = run_daemon()
+    d.converged(hp(1))
+    assert d.get("/readyz")[0] == 200
+    reflector = d.daemon.watchers.reflectors[0]  # type: ignore[union-attr]
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    reflector.thread = dead  # what an uncaught exception would leave
+    status, body = d.get("/readyz")
+    assert status == 503 and "reflector thread died" in json.loads(body)["reason"]
+    assert d.metric("lbsync_ready") == 0

@@ -98,6 +98,9 @@ def test_commands_accept_string_or_list() -> None:
         (with_("sync.debounce", -1), "sync.debounce: -1 is out of range"),
         (with_("sync", "fast"), "sync: must be a mapping"),
         (with_("http.listen", "9108"), "http.listen: '9108' must be HOST:PORT"),
+        (with_("http.listen", "0.0.0.0:9108"),
+         "http.listen: not a loopback address; set http.allow_remote: true"),
+        (with_("http.listen", "[::]:9108"), "http.listen: not a loopback address"),
         (with_("log.level", "loud"), "log.level: must be one of"),
         (with_("log.format", "xml"), "log.format: must be one of"),
         (with_("nginx.server_options", "max_fails=3; include /etc/passwd"),
@@ -122,7 +125,7 @@ def test_commands_accept_string_or_list() -> None:
         ({"upstreams": [{"name": "a"}]}, "upstreams[0]: needs service"),
         ({"upstreams": [{"name": "a", "node_port": 1}, {"name": "a", "node_port": 2}]},
          "upstreams[1].name: duplicate upstream name"),
-        ({"upstreams": "k8s"}, "upstreams: must be a non-empty list"),
+        ({"upstreams": "k8s"}, "upstreams: must be a list, got a string"),
     ],
 )
 def test_bad_config_names_the_key(doc: Any, message: str) -> None:
@@ -130,6 +133,14 @@ def test_bad_config_names_the_key(doc: Any, message: str) -> None:
         config.parse(doc, check_paths=False)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_remote_listen_address_needs_saying_so() -> None:
+    doc = with_("http.listen", "0.0.0.0:9108")
+    doc["http"]["allow_remote"] = True
+    cfg = config.parse(doc, check_paths=False)
+    assert cfg.http.listen == "0.0.0.0:9108" and not cfg.http.is_loopback
+    assert config.parse(with_("http.listen", "[::1]:9108"), check_paths=False).http.is_loopback
 
 
 def test_paths_are_checked(tmp_path: Path) -> None:

@@ -130,3 +130,20 @@ def test_template_must_be_as_trusted_as_the_config(tmp_path: Path) -> None:
     link.symlink_to(path)
     with pytest.raises(ConfigError, match="symlink"):
         files.read_template(link)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the rule is about lbsync running as root")
+def test_as_root_only_a_directory_of_root_or_the_service_user_is_written(tmp_path: Path
+                                                                         ) -> None:
+    """Before: `lbsync once` as root, with the output directory owned by another user,
+    replaced a pretend /etc/passwd through a planted symlink."""
+    mine = tmp_path / "servers"
+    mine.mkdir()
+    files.check_output_dir(mine)
+    os.chown(mine, 65534, 65534)  # nobody's
+    with pytest.raises(SyncError, match="owned by uid 65534; as root"):
+        files.check_output_dir(mine)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    with pytest.raises(SyncError, match="not a directory"):
+        files.check_output_dir(link)

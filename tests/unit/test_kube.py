@@ -5,17 +5,15 @@ the retry policy, and kubeconfig loading."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import tenacity
 import yaml
+from lbsync_lab.hostile import HostileApi, Reply, Script, json_reply
 
 from lbsync import kube
 from lbsync.config import KubernetesConfig
@@ -23,45 +21,8 @@ from lbsync.errors import ApiError, ConfigError, Expired
 from lbsync.kubeconfig import Connection
 from lbsync.model import Event
 
-# A handler gets (path, query) and returns (status, headers, body chunks).
-Reply = tuple[int, dict[str, str], Iterator[bytes]]
-Script = Callable[[str, dict[str, list[str]]], Reply]
 
-
-class Server:
-    def __init__(self, script: Script) -> None:
-        self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                query = parse_qs(url.query)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                outer.requests.append((url.path, query, headers))
-                status, headers, chunks = script(url.path, query)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                try:
-                    for chunk in chunks:
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    self.wfile.write(b"0\r\n\r\n")
-                except OSError:
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
+class Server(HostileApi):
     def client(self, streaming: bool | None = False) -> kube.Client:
         """A client of this server; by default one that pages through lists (the tests of
         streamed lists say `streaming=None`: try, then remember)."""
@@ -70,26 +31,18 @@ class Server:
         client.streaming = streaming
         return client
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[Script], Server]]:
     servers: list[Server] = []
 
     def start(script: Script) -> Server:
-        servers.append(Server(script))
+        servers.append(Server(script).__enter__())
         return servers[-1]
 
     yield start
     for s in servers:
-        s.close()
-
-
-def json_reply(doc: Any, status: int = 200, **headers: str) -> Reply:
-    return status, {"Content-Type": "application/json", **headers}, iter([json.dumps(doc).encode()])
+        s.__exit__()
 
 
 def node(name: str, rv: str = "1") -> dict[str, Any]:

@@ -25,7 +25,8 @@ PURE = {
     "lbsync.model", "lbsync.desired", "lbsync.render", "lbsync.schema", "lbsync.text",
     "lbsync.errors", "lbsync.bootstrap.config", "lbsync.bootstrap.manifests",
     "lbsync.bootstrap.plan", "lbsync.bootstrap.conditions", "lbsync.bootstrap.crds",
-    "lbsync.bootstrap.report",
+    "lbsync.bootstrap.report", "lbsync.health", "lbsync.guard", "lbsync.serverlines",
+    "lbsync.loadbalancer",
 }
 # lbsync's own modules that do I/O: the pure core must not reach them, even indirectly.
 EDGES = {
@@ -34,7 +35,8 @@ EDGES = {
     "lbsync.watch", "lbsync.daemon", "lbsync.httpapi", "lbsync.notify", "lbsync.logs",
     "lbsync.cli", "lbsync.cliargs", "lbsync.cmd_sync", "lbsync.cmd_daemon",
     "lbsync.bootstrap.cluster", "lbsync.bootstrap.helm", "lbsync.bootstrap.actions",
-    "lbsync.bootstrap.verify", "lbsync.bootstrap.cli",
+    "lbsync.bootstrap.verify", "lbsync.bootstrap.cli", "lbsync.probe", "lbsync.publish",
+    "lbsync.leader", "lbsync.statuswriter",
 }
 IO_MODULES = {"subprocess", "socket", "ssl", "http", "urllib", "urllib3", "kubernetes",
               "threading", "tempfile", "shutil", "fcntl", "signal", "requests"}

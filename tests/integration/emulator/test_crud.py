@@ -27,16 +27,19 @@ def dyn(client: Any, tmp_path: Path) -> DynamicClient:
 
 def ssa(dyn: DynamicClient, res: Any, doc: dict[str, Any], manager: str,
         force: bool | None = None) -> Any:
-    """DynamicClient.server_side_apply with a serialized body.
+    """Server-side apply through DynamicClient with a serialized body.
 
     kubernetes 22.6's REST layer cannot send a dict with Content-Type
-    application/apply-patch+yaml ("Cannot prepare a request message"); a JSON
-    string body (plus explicit name/namespace) works in every client version.
+    application/apply-patch+yaml ("Cannot prepare a request message") and 30.x
+    json.dumps() a str for exactly that type; a JSON string body (plus explicit
+    name/namespace) with a charset parameter, which the server drops, works in
+    every client version.
     """
     meta = doc["metadata"]
-    return dyn.server_side_apply(res, body=json.dumps(doc), name=meta["name"],
-                                 namespace=meta.get("namespace") if res.namespaced else None,
-                                 field_manager=manager, force_conflicts=force)
+    return dyn.patch(res, body=json.dumps(doc), name=meta["name"],
+                     namespace=meta.get("namespace") if res.namespaced else None,
+                     content_type="application/apply-patch+yaml; charset=utf-8",
+                     field_manager=manager, force_conflicts=force)
 
 
 def _status_body(exc: ApiException) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import ssl
 import statistics
@@ -616,6 +617,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,5000,20000",
                         help="cluster sizes (default 1000,5000,20000; the report needs 5000)")
     args = parser.parse_args()
+    # Stopped by a signal: leave through the context managers, which stop the emulator,
+    # nginx and any daemon they started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sets = [lib for lib in SETS if Path(lib.python).exists()]
     if len(sets) < len(SETS):
         print("bench: missing interpreters (run scripts/dev-setup.sh):",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from lbsync import files, kube, loadbalancer, logs, probe, render, serverlines
+from lbsync import files, kube, loadbalancer, logs, render, serverlines
 from lbsync.apply import Outcome, apply, servers_of
 from lbsync.config import Config
 from lbsync.desired import Plan, Reason, plan
@@ -157,6 +157,9 @@ def probed(snapshot: Snapshot, config: Config) -> dict[Target, TargetState] | No
     if not config.nodes.probe.enabled:
         return None
     targets = plan(snapshot, config).targets
+    # Imported only with probes on: its threads and sockets cost `once` ~10 ms otherwise.
+    from lbsync import probe
+
     return probe.probe_once(targets, config.nodes.probe) if targets else {}
 
 

@@ -28,11 +28,12 @@ class Rig:
 
 
 @contextlib.contextmanager
-def rig(work: Path, nodes: int, *emulator: str, **sections: Any) -> Iterator[Rig]:
-    """Emulator with `nodes` Nodes and Kong's proxy Service (`emulator`: more of its options),
-    nginx, and config.yaml. The emulator's stand-in controllers do not run: nothing here
-    needs them, and their CPU would be noise."""
-    with emulator_process(work / "sim", nodes, "--no-controllers", *emulator) as process, \
+def rig(work: Path, count: int, /, *emulator: str, **sections: Any) -> Iterator[Rig]:
+    """Emulator with `count` Nodes and Kong's proxy Service (`emulator`: more of its options),
+    nginx, and config.yaml (`sections` override its sections, e.g. nodes=...). The
+    emulator's stand-in controllers do not run: nothing here needs them, and their CPU would
+    be noise."""
+    with emulator_process(work / "sim", count, "--no-controllers", *emulator) as process, \
             PrivateNginx(work / "nginx") as nginx:
         kubeconfig = process.kubeconfig
         config = work / "config.yaml"

@@ -157,6 +157,12 @@ def _emerg_since(error_log: Path | None, offset: int) -> str:
     return ""
 
 
+# The root helper's own budget: both waits (20 s) end before its unit's TimeoutStartSec=25s,
+# which ends before lbsync's nginx.command_timeout (30 s), so the operator reads this helper's
+# message, not a systemd timeout. nginx replaces its workers in milliseconds.
+HELPER_COMMAND_WAIT = 10.0
+HELPER_CONFIRM_WAIT = 10.0
+
 USAGE = ("usage: python3 -m lbsync.nginxctl reload PID_FILE [--error-log PATH] -- "
          "RELOAD_COMMAND...")
 
@@ -179,11 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nginx is not running (no master in {head[0]})", file=sys.stderr)
         return 1
     before, offset = workers(master), log_size(error_log)
-    result = run(tuple(command), 30.0)
+    result = run(tuple(command), HELPER_COMMAND_WAIT)
     if not result.ok:
         print(result.first_error, file=sys.stderr)
         return 1
-    why = confirm_reload(master, before, 30.0, error_log, offset)
+    why = confirm_reload(master, before, HELPER_CONFIRM_WAIT, error_log, offset)
     if why:
         print(why, file=sys.stderr)  # the bind() line names the port another process holds
         return 1

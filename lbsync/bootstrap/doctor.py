@@ -1,8 +1,10 @@
 """`doctor`: named PASS/WARN/FAIL checks of a live install, each failure with its fix.
 
 Owns the diagnosis rules (CRDs, Deployments, proxy Service and node port, admin endpoints,
-GatewayClass controller and unmanaged annotation, Gateway listeners, routes and backends,
-lbsync's access) as pure functions over a `Snapshot`, and `gather` which reads the snapshot.
+GatewayClass controller and unmanaged annotation, Gateway listeners and what they admit,
+routes and backends, lbsync's access: what its account may and may not do, asked of the API
+server's own RBAC with SubjectAccessReviews) as pure functions over a `Snapshot`, and
+`gather` which reads the snapshot.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class Snapshot:
     gateway: Obj | None = None
     routes: dict[str, Obj | None] = field(default_factory=dict)  # route object name -> live
     token_secret: Obj | None = None
+    service_account: Obj | None = None
+    # (verb, resource, namespace, name) -> may lbsync's account do it (SubjectAccessReview)
+    access: dict[tuple[str, str, str, str], bool] = field(default_factory=dict)
 
 
 def _svc(snap: Snapshot, namespace: str, name: str) -> Obj | None:
@@ -154,7 +159,27 @@ def check_gateway(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
         if listener.get("port") == cfg.kong.node_port and cfg.kong.node_port != cfg.kong.proxy_port:
             return [Result(name, Status.FAIL, f"listener {listener.get('name')} uses the node "
                            f"port {cfg.kong.node_port}", conditions.HINTS["PortUnavailable"])]
-    return [_from_verdict(name, conditions.gateway(gw, ref))]
+    return [_from_verdict(name, conditions.gateway(gw, ref)), *check_listeners(cfg, gw)]
+
+
+def check_listeners(cfg: BootstrapConfig, gw: Obj) -> list[Result]:
+    """A listener that admits routes from every namespace, or for any hostname, lets anyone
+    who may create an HTTPRoute anywhere take traffic for any host."""
+    open_ = []
+    for listener in (gw.get("spec") or {}).get("listeners") or []:
+        source = (((listener.get("allowedRoutes") or {}).get("namespaces") or {})
+                  .get("from", "Same"))
+        why = [w for w, bad in (("every namespace", source == "All"),
+                                ("any hostname", not listener.get("hostname")
+                                 and not cfg.gateway.hostname and cfg.routes)) if bad]
+        if why:
+            open_.append(f"{listener.get('name')} admits routes for {' and '.join(why)}")
+    name = f"gateway {cfg.kong.namespace}/{cfg.gateway.name} listeners"
+    if open_:
+        return [Result(name, Status.WARN, "; ".join(open_),
+                       "rerun `lbsync bootstrap apply`: listeners then admit only the "
+                       "configured routes' namespaces and hosts")]
+    return [Result(name, Status.PASS, "admit only the configured routes' namespaces and hosts")]
 
 
 def check_routes(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
@@ -173,9 +198,62 @@ def check_routes(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
     return results
 
 
+def access_checks(cfg: BootstrapConfig) -> tuple[list[tuple[str, str, str, str]],
+                                                 list[tuple[str, str, str, str]]]:
+    """(verb, resource, namespace, name) lbsync's account needs, and some it must not have:
+    every write, the Secrets beside it, EndpointSlices, any Service but the proxy's."""
+    ns, svc = cfg.kong.namespace, cfg.kong.proxy_service
+    needs = [(v, "nodes", "", "") for v in ("list", "watch")] + [
+        (v, "services", ns, svc) for v in ("get", "list", "watch")]
+    refused = [("list", "services", ns, ""), ("list", "secrets", cfg.access.namespace, ""),
+               ("list", "endpointslices.discovery.k8s.io", ns, "")] + [
+        (v, r, n, "") for v in ("create", "patch", "delete")
+        for r, n in (("nodes", ""), ("services", ns))]
+    return needs, refused
+
+
 def check_access(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    who = f"lbsync account {cfg.access.namespace}/{cfg.access.service_account}"
+    if snap.service_account is None:
+        return [Result(who, Status.FAIL, "ServiceAccount not found",
+                       "run `lbsync bootstrap apply` to create lbsync's read-only access")]
+    needs, refused = access_checks(cfg)
+    missing = [_say(c) for c in needs if not snap.access.get(c)]
+    extra = [_say(c) for c in refused if snap.access.get(c)]
+    results = []
+    if missing:
+        results.append(Result(who, Status.FAIL, f"may not {', '.join(missing)}",
+                              "rerun `lbsync bootstrap apply` (it grants exactly what lbsync "
+                              "reads)"))
+    elif extra:
+        results.append(Result(who, Status.WARN, f"may also {', '.join(extra)}",
+                              "another (Cluster)RoleBinding grants the account more than it "
+                              "reads: find it with kubectl get clusterrolebindings,rolebindings "
+                              "-A -o wide"))
+    else:
+        results.append(Result(who, Status.PASS, f"reads nodes and Service "
+                              f"{cfg.kong.namespace}/{cfg.kong.proxy_service}; writes nothing"))
+    results += check_token(cfg, snap)
+    return results
+
+
+def _say(check: tuple[str, str, str, str]) -> str:
+    verb, resource, ns, name = check
+    what = f"{resource}/{name}" if name else resource
+    return f"{verb} {what}" + (f" in {ns}" if ns else "")
+
+
+def check_token(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
     name = f"lbsync token {cfg.access.namespace}/{manifests.token_secret_name(cfg)}"
     secret = snap.token_secret
+    if cfg.access.credential == "token-request":
+        if secret is not None:
+            return [Result(name, Status.WARN, "a never-expiring token Secret exists, while "
+                           "access.credential is token-request",
+                           f"delete it (kubectl -n {cfg.access.namespace} delete secret "
+                           f"{manifests.token_secret_name(cfg)}) once the gateway host uses a "
+                           "renewed kubeconfig")]
+        return []
     if secret is None:
         return [Result(name, Status.WARN, "not found",
                        "run `lbsync bootstrap apply` to create lbsync's read-only access")]
@@ -214,4 +292,16 @@ def gather(cfg: BootstrapConfig, cluster: Cluster) -> Snapshot:
                                                      route.namespace)
     snap.token_secret = cluster.get("v1", "Secret", manifests.token_secret_name(cfg),
                                     cfg.access.namespace)
+    snap.service_account = cluster.get("v1", "ServiceAccount", cfg.access.service_account,
+                                       cfg.access.namespace)
+    if snap.service_account is not None:
+        user = manifests.service_account_user(cfg)
+        groups = ["system:serviceaccounts", f"system:serviceaccounts:{cfg.access.namespace}",
+                  "system:authenticated"]
+        needs, refused = access_checks(cfg)
+        for check in needs + refused:
+            verb, resource, ns, name = check
+            plural, _, group = resource.partition(".")
+            snap.access[check] = cluster.subject_can(user, groups, verb, group, plural,
+                                                     ns or None, name or None)
     return snap

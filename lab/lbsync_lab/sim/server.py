@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import re
 import socket
 import ssl
 import struct
@@ -248,9 +249,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._non_resource(req)
             return
         target, verb = self._target(req)
+        name = target.name or ""
+        if not name and verb in ("list", "watch"):
+            # kube-apiserver's RequestInfo: a list or watch selecting one name by field is
+            # authorized as a request for that name, so RBAC resourceNames can allow it.
+            name = _selected_name(req.q.get("fieldSelector") or "")
         self._authorize(req.user, Attributes(
             verb, target.rt.group, target.rt.plural, target.sub or "",
-            target.name or "", target.name if target.rt.kind == "Namespace" and target.name
+            name, target.name if target.rt.kind == "Namespace" and target.name
             else (target.namespace or "")))
         if target.rt.virtual or target.sub == "token":
             self._answer_review(req, target)
@@ -712,6 +718,17 @@ class _EventWriter:
     def filtered(self, e: Event, pred: Predicate | None) -> bytes | None:
         etype = _event_type(e, pred)
         return None if etype is None else self.line(etype, e.new.obj, e.new)
+
+
+def _selected_name(selector: str) -> str:
+    """The name a field selector requires exactly (``metadata.name=x`` or ``==x``, alone or
+    with other terms), as kube-apiserver's ``RequiresExactMatch("metadata.name")``; "" if
+    none, or if the name is not a valid path segment."""
+    for term in selector.split(","):
+        m = re.match(r"^\s*metadata\.name\s*==?\s*(.*?)\s*$", term)
+        if m and m[1] not in ("", ".", "..") and not set(m[1]) & {"/", "%"}:
+            return m[1]
+    return ""
 
 
 def _dry_run(query: str | None, body: Any) -> bool:

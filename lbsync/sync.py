@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from lbsync import files, kube, loadbalancer, logs, probe, render, serverlines
+from lbsync import files, kube, loadbalancer, logs, render, serverlines
 from lbsync.apply import Outcome, apply, servers_of
 from lbsync.config import Config
 from lbsync.desired import Plan, Reason, plan
@@ -135,9 +135,10 @@ def sync_pass(snapshot: Snapshot, config: Config, template: jinja2.Template, *,
     decided = guarded.plan
     log_untrusted(decided)
     texts = render_files(decided, config, template)
+    data = {path: text.encode("utf-8") for path, text in texts.items()}
+    del texts  # not held through the apply (1.4 MB at 20,000 nodes)
     try:
-        applied = apply({path: text.encode("utf-8") for path, text in texts.items()},
-                        config.nginx, servers(decided), force=force)
+        applied = apply(data, config.nginx, servers(decided), force=force)
     except ApplyError as exc:
         exc.plan = decided
         raise
@@ -156,6 +157,9 @@ def probed(snapshot: Snapshot, config: Config) -> dict[Target, TargetState] | No
     if not config.nodes.probe.enabled:
         return None
     targets = plan(snapshot, config).targets
+    # Imported only with probes on: its threads and sockets cost `once` ~10 ms otherwise.
+    from lbsync import probe
+
     return probe.probe_once(targets, config.nodes.probe) if targets else {}
 
 

@@ -115,9 +115,8 @@ class ApiCluster:
         self.sleep: Callable[[float], None] = time.sleep
 
     def endpoint(self) -> Endpoint:
-        conf = self.client.configuration
-        ca_pem = Path(conf.ssl_ca_cert).read_bytes() if conf.ssl_ca_cert else None
-        return Endpoint(server=self.client.server, ca_pem=ca_pem, insecure=not conf.verify_ssl)
+        conn = self.client.connection
+        return Endpoint(server=self.client.server, ca_pem=conn.ca_pem(), insecure=not conn.verify)
 
     def request(self, what: str, method: str, path: str, body: Any = None,
                 content_type: str = "application/json", **query: Any) -> Any:

@@ -30,7 +30,8 @@ PURE = {
 }
 # lbsync's own modules that do I/O: the pure core must not reach them, even indirectly.
 EDGES = {
-    "lbsync.kube", "lbsync.files", "lbsync.nginxctl", "lbsync.apply", "lbsync.sync",
+    "lbsync.kube", "lbsync.kubeconfig", "lbsync.files", "lbsync.nginxctl", "lbsync.apply",
+    "lbsync.sync",
     "lbsync.watch", "lbsync.daemon", "lbsync.httpapi", "lbsync.notify", "lbsync.logs",
     "lbsync.cli", "lbsync.cliargs", "lbsync.cmd_sync", "lbsync.cmd_daemon",
     "lbsync.bootstrap.cluster", "lbsync.bootstrap.helm", "lbsync.bootstrap.actions",

@@ -129,32 +129,49 @@ def log_size(error_log: Path | None) -> int:
 def confirm_reload(master: int, before: set[int], timeout: float,
                    error_log: Path | None = None, offset: int = 0) -> str:
     """"" once the master runs a worker that was not there before the reload; else why not:
-    the master's [emerg] line when the error log is readable (at once: the master logs its
-    refusal as soon as it reads the configuration), else after `timeout`."""
+    nginx's verdict from the error log when it is readable (`refusal`), else after
+    `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if workers(master) - before:
             return ""
-        emerg = _emerg_since(error_log, offset)
-        if emerg:
-            return emerg
+        why = refusal(_log_since(error_log, offset))
+        if why:
+            return why
         time.sleep(0.02)
     return NO_NEW_WORKERS
 
 
-def _emerg_since(error_log: Path | None, offset: int) -> str:
+IN_USE = "(98: Address already in use)"
+GAVE_UP = "still could not bind()"
+
+
+def refusal(log: str) -> str:
+    """nginx's reason for refusing a reload, from what its error log gained since: the first
+    [emerg] line; "" while there is none, or while nginx is still retrying a port another
+    process holds. For that error nginx tries again every 500 ms, five times, and only then
+    logs "still could not bind()"; the answer waits for it, so that the next reload does not
+    read this one's retries, and names every port that failed."""
+    emerg = [line.strip() for line in log.splitlines() if "[emerg]" in line]
+    in_use = [line for line in emerg if "bind() to " in line and IN_USE in line]
+    if not in_use:
+        return emerg[0] if emerg else ""
+    if not any(GAVE_UP in line for line in emerg):
+        return ""
+    # One line per port: "...: bind() to 203.0.113.10:443 failed (98: ...)", then the others.
+    ports = list(dict.fromkeys(line[line.index("bind() to "):] for line in in_use))
+    return "; ".join([in_use[0], *ports[1:]])
+
+
+def _log_since(error_log: Path | None, offset: int) -> str:
     if error_log is None:
         return ""
     try:
         with error_log.open("rb") as fh:
             fh.seek(offset)
-            tail = fh.read(1 << 20).decode("utf-8", "replace")
+            return fh.read(1 << 20).decode("utf-8", "replace")
     except OSError:
         return ""
-    for line in tail.splitlines():
-        if "[emerg]" in line:
-            return line.strip()
-    return ""
 
 
 # The root helper's own budget: both waits (20 s) end before its unit's TimeoutStartSec=25s,

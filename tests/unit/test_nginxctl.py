@@ -71,3 +71,29 @@ def test_children_never_see_lbsyncs_notify_socket(monkeypatch: pytest.MonkeyPatc
     result = nginxctl.run(("sh", "-c", "echo ${NOTIFY_SOCKET:-none} ${WATCHDOG_USEC:-none}"), 5)
     assert result.output.strip() == "none none"
     assert os.environ["NOTIFY_SOCKET"] == "/run/systemd/notify"
+
+
+T = "2026/11/26 08:21:53 [emerg] 24179#24179: "
+BIND = T + "bind() to 127.0.0.9:{} failed (98: Address already in use)"
+RETRY = "2026/11/26 08:21:53 [notice] 24179#24179: try again to bind() after 500ms"
+GAVE_UP = T + "still could not bind()"
+
+
+@pytest.mark.parametrize(("log", "verdict"), [
+    ("", ""),
+    ("2026/11/26 08:21:53 [notice] 1#1: signal process started", ""),
+    (T + 'unknown directive "sever" in /etc/nginx/lbsync/k8s.servers:1',
+     T + 'unknown directive "sever" in /etc/nginx/lbsync/k8s.servers:1'),
+    # Another process holds a port: nginx retries for 2 s; no verdict until it gives up.
+    ("\n".join([BIND.format(443), RETRY, BIND.format(443), RETRY]), ""),
+    ("\n".join([BIND.format(443), RETRY, BIND.format(443), GAVE_UP]), BIND.format(443)),
+    # Two ports held: both named, once each (the daemon leaves out exactly those).
+    ("\n".join([BIND.format(443), BIND.format(5432), RETRY, BIND.format(443),
+                BIND.format(5432), GAVE_UP]),
+     BIND.format(443) + "; bind() to 127.0.0.9:5432 failed (98: Address already in use)"),
+    # Other bind errors are final at once (nginx does not retry them).
+    (T + "bind() to 203.0.113.10:443 failed (99: Cannot assign requested address)",
+     T + "bind() to 203.0.113.10:443 failed (99: Cannot assign requested address)"),
+])
+def test_refusal_waits_for_nginxs_own_verdict(log: str, verdict: str) -> None:
+    assert nginxctl.refusal(log) == verdict

@@ -198,7 +198,9 @@ def test_two_gateways_one_writer_and_a_failover(
     eventually(lambda: ingress(api, "web") == [{"hostname": HOSTNAME}], 20)
     # Both keep NGINX in step; only the leader wrote.
     eventually(lambda: not refused(b.address, port), 10, "gw-b's listener")
-    assert a.metric('lbsync_loadbalancer_status_writes_total{result="written"}') >= 1
+    # The API shows the status a moment before gw-a has read the PATCH's answer and counted it.
+    eventually(lambda: a.metric('lbsync_loadbalancer_status_writes_total{result="written"}')
+               >= 1, 5, "gw-a counting its write")
     assert b.metric('lbsync_loadbalancer_status_writes_total{result="written"}') == 0
     lease = api.get("Lease", "lbsync-loadbalancer", "kong")
     assert lease is not None and lease["spec"]["holderIdentity"] == "gw-a"

@@ -184,9 +184,10 @@ class ProbeConfig:
                         "server back.")
     fall: int = setting(3, low=1, high=100, help="Failures in a row that take a server out "
                         "(a server never seen up leaves at its first failure).")
-    concurrency: int = setting(32, low=1, high=1024,
-                               help="Probes in flight at once, at most: 5,000 nodes must not "
-                               "mean 5,000 sockets.")
+    concurrency: int = setting(128, low=1, high=512,
+                               help="Probes in flight at once (sockets, in one thread), at "
+                               "most: 5,000 nodes must not mean 5,000 sockets. Hung nodes hold "
+                               "a slot for `timeout` each.")
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule("timeout", "must be shorter than {p}interval", lambda p: p.timeout < p.interval),

@@ -6,9 +6,10 @@ configured class (or it carries the configured annotation set to "true"), the wa
 a cloud controller selects its Services. Each TCP or UDP port becomes one NGINX `stream`
 listener on the gateway's addresses, balancing across the eligible nodes on that port's
 nodePort (TLS passes through untouched). Two Services wanting one port: the older one keeps
-it. A port NGINX must not take (reserved, out of range), a port without a nodePort, or an
-unsupported protocol is left out with a Problem (an Event on the Service, a log line, a
-metric), never breaking the other Services' listeners.
+it (creationTimestamp counts seconds: within one second, namespace/name order). A port NGINX
+must not take (reserved, out of range), a port without a nodePort, or an unsupported protocol
+is left out with a Problem (an Event on the Service, a log line, a metric), never breaking
+the other Services' listeners.
 """
 
 from __future__ import annotations

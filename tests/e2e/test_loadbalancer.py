@@ -164,6 +164,9 @@ def test_a_loadbalancer_service_end_to_end(
         eventually(lambda: refused(gw.address, web_port), 10, "the old listener gone")
 
         # Another Service wants the same port: the older one keeps it; an Event says why.
+        # creationTimestamp counts whole seconds (a tie goes by namespace/name, and "copycat"
+        # sorts first): create it in a later second than "web".
+        time.sleep(1.0 - time.time() % 1.0 + 0.01)
         api.put(lb_service("copycat", [tcp_port("TCP", new_port, 32080)]))
         eventually(lambda: events(api, "PortConflict"), 10, "a PortConflict Event")
         assert ingress(api, "copycat") == [] and http_get(gw.address, new_port)

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from lbsync import config, files, render
+from lbsync import config, files, render, serverlines
 from lbsync.desired import plan
 from lbsync.errors import ConfigError
 from lbsync.model import Node, Service, ServicePort, Snapshot
@@ -44,6 +44,18 @@ def test_builtin_template_output() -> None:
 
     texts = render.render(plan(SNAP, CFG), render.compile_template(), CFG.nginx.server_options)
     assert texts == {"k8s_cluster": EXPECTED.format(version=__version__)}
+
+
+def test_only_an_operators_template_runs_sandboxed_and_checked(tmp_path: Path) -> None:
+    """The built-in template runs unchecked (it is ours, fed validated values): what it
+    makes must still pass the grammar root's publisher applies, for every server option."""
+    assert render.compile_template().environment.sandboxed is False
+    custom = tmp_path / "t.j2"
+    custom.write_text(render.BUILTIN)
+    assert template_file(custom).environment.sandboxed is True
+    for options in ("", "max_fails=3 fail_timeout=10s", "weight=5 max_conns=100 backup"):
+        text = render.render(plan(SNAP, CFG), render.compile_template(), options)
+        assert serverlines.check(text["k8s_cluster"]) == [], options
 
 
 def test_same_state_renders_the_same_bytes() -> None:

@@ -496,8 +496,9 @@ class Daemon:
                                                                 old.nginx.state_dir):
                 raise ConfigError("nginx.servers_dir: cannot change while running; restart "
                                   "lbsync")
-            # A new kubeconfig is loaded before anything is swapped, so a bad one is refused.
-            kube = self.kube_factory(new) if new.kubernetes != old.kubernetes else self.kube
+            # The kubeconfig is read again before anything is swapped: a bad one is refused,
+            # and a renewed token (same file) is taken without a restart.
+            fresh = self.kube_factory(new)
         except ConfigError as exc:
             self.metrics.config_held_back.set(1)
             self.log.error("config rejected, keeping the previous one", error=str(exc))
@@ -508,14 +509,21 @@ class Daemon:
             logs.setup(new.log)
         self.cfg, self.template = new, template
         self.metrics.config_held_back.set(0)
-        if kube is not self.kube:
+        same_cluster = new.kubernetes == old.kubernetes and self.kube is not None
+        if same_cluster and self.kube is not None:
+            self.kube.use(fresh.connection)  # watches, status writer and Lease keep the client
+            fresh.close()
+            if self.watchers is not None:
+                for reflector in self.watchers.reflectors:
+                    reflector.retry_now()  # a 401 waited the longest backoff: try again now
+        else:
             if self.kube is not None:
                 self.kube.close()
-            self.kube = kube
+            self.kube = fresh
         if new.nodes.probe != old.nodes.probe:
             self._start_prober()
-        if new.loadbalancer != old.loadbalancer:
-            self._start_loadbalancer()
+        if new.loadbalancer != old.loadbalancer or not same_cluster:
+            self._start_loadbalancer()  # its writer and Lease hold the client
         if _cluster_key(new) != _cluster_key(old):
             self._start_watchers()
         elif self.watchers is not None:

@@ -223,23 +223,51 @@ def _pool(conn: Connection) -> urllib3.PoolManager:
 # --- the client ------------------------------------------------------------------------------
 
 
-class Client:
-    """Raw API calls against one API server. Thread-safe (urllib3 pools are)."""
+# A 401 makes the client read its kubeconfig again (a renewed token copied in place), at
+# most this often: a token the server keeps refusing must not mean a file read per request.
+REREAD_AFTER_401 = 10.0
 
-    def __init__(self, connection: Connection) -> None:
+
+class Client:
+    """Raw API calls against one API server. Thread-safe (urllib3 pools are; `use` swaps
+    the connection and pool in one assignment each, read once per request)."""
+
+    def __init__(self, connection: Connection,
+                 reload: Callable[[], Connection] | None = None) -> None:
         self.connection = connection
         self.server = connection.server
         self._pool = _pool(connection)
         self._user_agent = f"lbsync/{__version__}"
         # Whether the server streams lists: unknown until the first try, then remembered.
         self.streaming: bool | None = None
+        self._reload = reload
+        self._reread_at = float("-inf")
 
     @classmethod
     def from_config(cls, cfg: KubernetesConfig, key: str = "kubernetes.kubeconfig") -> Client:
-        return cls(load_connection(cfg, key))
+        return cls(load_connection(cfg, key), lambda: load_connection(cfg, key))
+
+    def use(self, connection: Connection) -> None:
+        """Talk with these credentials from the next request on (SIGHUP, a renewed token);
+        requests in flight, watches included, finish on the old ones."""
+        self._pool, self.connection = _pool(connection), connection
+        self.server = connection.server
 
     def close(self) -> None:
         self._pool.clear()
+
+    def _unauthorized(self) -> None:
+        """The server refused the credentials: read the kubeconfig again, in case a renewed
+        token was copied in (`lbsync bootstrap renew-token`), so no restart is needed."""
+        now = time.monotonic()
+        if self._reload is None or now - self._reread_at < REREAD_AFTER_401:
+            return
+        self._reread_at = now
+        try:
+            fresh = self._reload()
+        except ConfigError:
+            return  # a broken file mid-copy: the next 401 tries again
+        self.use(fresh)  # the token lives in `headers`, which equality does not see
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self._user_agent}
@@ -274,6 +302,8 @@ class Client:
         complete = False
         try:
             if response.status >= 400:
+                if response.status == 401:
+                    self._unauthorized()
                 raise status_error(response.status, _read(response, MAX_ERROR_BODY, what,
                                                           truncate=True),
                                    response.headers, what)
@@ -299,6 +329,8 @@ class Client:
                               (CONNECT_TIMEOUT, read_timeout or timeout + READ_TIMEOUT), what)
         try:
             if response.status >= 400:
+                if response.status == 401:
+                    self._unauthorized()
                 raise status_error(response.status, _read(response, MAX_ERROR_BODY, what,
                                                           truncate=True),
                                    response.headers, what)

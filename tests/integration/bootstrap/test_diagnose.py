@@ -167,7 +167,10 @@ def test_doctor_kong_not_ready(installed: Lab) -> None:
     """Kong's pods not ready: the Deployment and the admin endpoints KIC needs both fail."""
     installed.controller.deployments.unready.add(("kong", "kong-gateway"))
     name = "admin endpoints kong/kong-gateway-admin"
-    report = eventually(lambda: run_doctor(installed), lambda r: failing(r, name) is not None)
+    # The stand-in controllers update the EndpointSlice and the Deployment's status in
+    # separate passes: wait for both.
+    report = eventually(lambda: run_doctor(installed), lambda r: failing(r, name) is not None
+                        and failing(r, "deployment kong-gateway") is not None)
     result = failing(report, name)
     assert "no ready endpoints with an admin-tls port" in result.message
     assert "admin API" in result.hint

@@ -25,10 +25,11 @@ from lbsync import config as config_mod
 from lbsync import files, kube, logs
 from lbsync.cache import NODES, ClusterCache, Dirty
 from lbsync.config import Config
-from lbsync.desired import Plan
+from lbsync.desired import Plan, plan
 from lbsync.errors import ApplyError, ConfigError, LbsyncError, SyncError
 from lbsync.guard import Held
 from lbsync.metrics import Metrics
+from lbsync.model import Snapshot
 from lbsync.notify import Notifier
 from lbsync.probe import Prober
 from lbsync.sync import PassResult, load_template, sync_pass
@@ -36,6 +37,9 @@ from lbsync.watch import Reflector
 
 TICK = 1.0  # the loop wakes at least this often: watchdog, readiness, retries
 MAX_PASS_BACKOFF = 30.0
+# A new prober's first round: each probe takes at most probe.timeout, plus this for the
+# threads to start and report.
+FIRST_PROBES_SLACK = 0.5
 
 
 @dataclass
@@ -130,6 +134,7 @@ class Daemon:
         self.last_error = ""
         self.plan: Plan | None = None
         self.prober: Prober | None = None
+        self._prober_fresh = False  # it has no results yet: the next pass waits for a round
         self.held: tuple[Held, ...] = ()
         self._shrink_since: float | None = None  # monotonic: when a held-back drop began
         self._reloaded_mono = float("-inf")
@@ -203,6 +208,7 @@ class Daemon:
             self.prober = Prober(self.cfg.nodes.probe, self._probe_changed,
                                  self.metrics.count_probe)
             self.prober.start()
+            self._prober_fresh = True
 
     def _probe_changed(self) -> None:
         if self.watchers is not None:
@@ -275,6 +281,9 @@ class Daemon:
                                               error="the cluster has not been listed yet"))
             return
         snapshot, dirty = self.watchers.cache.take()
+        if self._prober_fresh and self.prober is not None:
+            self._prober_fresh = False
+            self._first_probes(self.prober, snapshot)
         start = time.monotonic()
         health = self.prober.states() if self.prober is not None else None
         try:
@@ -288,6 +297,26 @@ class Daemon:
         else:
             record = self._succeeded(result, dirty, start)
         self._finish(triggers, record)
+
+    def _first_probes(self, prober: Prober, snapshot: Snapshot) -> None:
+        """Probe every candidate server once before a new prober's first pass, for at most
+        one probe timeout (and a little).
+
+        Probe results do not survive a restart (or a new probe config), and a server never
+        probed counts as up: without this round, the first pass put back every node the
+        previous run's probes had taken out, until its first probe failed. A hung node then
+        got traffic for a probe timeout and a pass, and nginx held each request sent to it
+        for proxy_read_timeout (bench/churn.py, docs/reliability.md).
+        """
+        try:
+            targets = plan(snapshot, self.cfg).targets
+        except LbsyncError:
+            return  # the pass itself fails, and says why
+        prober.set_targets(targets)
+        deadline = time.monotonic() + self.cfg.nodes.probe.timeout + FIRST_PROBES_SLACK
+        while not self._stop.is_set() and time.monotonic() < deadline and \
+                not targets <= prober.states().keys():
+            time.sleep(0.01)
 
     def _succeeded(self, result: PassResult, dirty: Dirty | None, start: float) -> PassRecord:
         now = time.monotonic()

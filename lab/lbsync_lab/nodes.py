@@ -57,6 +57,10 @@ class _NodeServer(ThreadingHTTPServer):
     # SO_REUSEADDR only skips TIME_WAIT leftovers: on Linux a bind still fails while another
     # socket listens on the address, which is what tells us another run holds it.
     allow_reuse_address = True
+    # Kong (nginx) listens with a backlog of 511; socketserver's default is 5. With 5, a busy
+    # lab process (lbsync restarting, the machine loaded) dropped SYNs to healthy stand-ins:
+    # nginx waited its 1 s proxy_connect_timeout, or saw resets, on nodes that were fine.
+    request_queue_size = 511
 
     def __init__(self, address: str, port: int, name: str, status: int = 200) -> None:
         self.node_name = name

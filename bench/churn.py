@@ -109,7 +109,7 @@ def reaction(e: Event, run: Run) -> str:
         return f"out of nginx {f['left_after']:.2f} s after the failure (probes)"
     if e.key == "hang":
         return (f"out of nginx {f['left_after']:.2f} s after the failure (probes); "
-                f"{len(held(run, e, 1.0))} requests held")
+                f"{len(held(run, e, Site.read().read_timeout / 2))} requests held")
     if e.key == "scale-up":
         first = first_answer(run, e.node, e.steps[0].at)
         shown = "none" if first is None else f"{first:.2f} s"

@@ -744,8 +744,9 @@ def checks(event: Event, run: Run, bounds: Bounds) -> list[Check]:
         out.append(Check("the hung node never comes back into nginx",
                          "back" if event.facts.get("hung_back_in_nginx") else "stayed out",
                          event.facts.get("hung_back_in_nginx") == 0.0))
-        slow = held(run, event, 1.0)
-        out.append(Check("no request held (none over 1 s)", str(len(slow)), not slow))
+        slow = held(run, event, bounds.site.read_timeout / 2)
+        out.append(Check("no request held by the hung node (none over proxy_read_timeout / 2)",
+                         str(len(slow)), not slow))
     return out
 
 

@@ -57,6 +57,7 @@ class Outcome:
     error: str = ""  # why there was no answer ("" when there was one)
     node: str = ""  # the stand-in node that answered (its X-Node header)
     reconnected: bool = False  # sent again on a new connection after a reused one closed
+    seq: int = 0  # its path is /churn/SEQ, as nginx's error log names it
 
     @property
     def ok(self) -> bool:
@@ -69,13 +70,13 @@ class Outcome:
 
     def row(self) -> list[object]:
         return [self.due, self.sent, self.done, self.method, self.status, self.error,
-                self.node, self.reconnected]
+                self.node, self.reconnected, self.seq]
 
     @classmethod
     def from_row(cls, row: Sequence[object]) -> Outcome:
-        due, sent, done, method, status, error, node, reconnected = row
+        due, sent, done, method, status, error, node, reconnected, seq = row
         return cls(float(str(due)), float(str(sent)), float(str(done)), str(method),
-                   int(str(status)), str(error), str(node), bool(reconnected))
+                   int(str(status)), str(error), str(node), bool(reconnected), int(str(seq)))
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,8 @@ class Generator:
             i += 1
             if self.in_flight >= self.spec.max_in_flight:
                 self.skipped += 1
-                self.outcomes.append(Outcome(due, 0.0, due, method, 0, "skipped: in-flight bound"))
+                self.outcomes.append(Outcome(due, 0.0, due, method, 0, "skipped: in-flight bound",
+                                             seq=i))
                 continue
             task = loop.create_task(self.request(due, method, i))
             tasks.add(task)
@@ -329,7 +331,7 @@ class Generator:
         finally:
             self.in_flight -= 1
         self.outcomes.append(Outcome(due, sent, time.monotonic(), method, status, error, node,
-                                     reconnected))
+                                     reconnected, seq))
 
     async def exchange(self, method: str, seq: int, fresh: bool = False) -> tuple[int, str]:
         if fresh or not self.spec.keepalive:

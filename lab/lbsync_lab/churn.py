@@ -568,11 +568,14 @@ class ChurnLab:
         names = {n.get("name") for n in body.get("nodes", [])} if status == 200 else {"?"}
         return f"node-{i}" not in names and bool(names)
 
-    def api_faults(self, i: int, errors: int = 8) -> Event:
+    def api_faults(self, i: int, errors: int = 8, *, again: bool = False) -> Event:
         """The API forgets its history (410 Gone on the next watch), drops every watch, and
-        answers the next requests with 5xx; meanwhile node i turns NotReady (still answering)."""
+        answers the next requests with 5xx; meanwhile node i turns NotReady (still answering).
+        `again`: the same soon after an API outage (lbsync's watch backoff remembers it)."""
         api = self.lab.api
-        event = self._begin("api-faults", f"API: 410 Gone and {errors} 5xx, a node NotReady", i)
+        title = f"API: 410 Gone and {errors} 5xx, a node NotReady" + (
+            ", soon after the outage" if again else "")
+        event = self._begin("api-faults-again" if again else "api-faults", title, i)
         assert self.lbsync is not None
         before = self.lbsync.metrics()
         s = event.step(f"API compacts (410 on re-watch), drops every watch, next {errors} "
@@ -583,7 +586,8 @@ class ChurnLab:
         api.faults.drop_watches()
         s = event.step("node NotReady meanwhile (still answering)")
         self.put_node(i, ready=False)
-        out = self.wait_out(i, 60)
+        # lbsync backs off up to 30 s between failed calls (kube.MAX_BACKOFF), per reflector.
+        out = self.wait_out(i, errors * 30.0 + 60)
         event.facts["left_after"] = out - s.at
         s.lbsync = f"relists after the errors, takes it out ({out - s.at:.2f} s)"
         after = self.lbsync.metrics()
@@ -734,7 +738,7 @@ def checks(event: Event, run: Run, bounds: Bounds) -> list[Check]:
         stop = next((s.at for s in event.steps if "machine stops" in s.action), moment)
         zero_failed_but_caught_posts(stop)
         left_within(bounds.leave, "probes alone: the API is down")
-    elif key in ("api-faults", "sigkill"):
+    elif key in ("api-faults", "api-faults-again", "sigkill"):
         zero_failed()
     elif key == "sigkill-crash":
         stop = next((s.at for s in event.steps if "crashes" in s.action), moment)

@@ -146,6 +146,7 @@ class Window:
     p50: float
     p99: float
     max: float
+    lag_max: float  # the longest a request waited to be sent: the generator's share of `max`
     statuses: dict[str, int] = field(default_factory=dict)  # "200", "502", "error: ..."
     nodes: dict[str, int] = field(default_factory=dict)  # node name -> answers
 
@@ -172,6 +173,7 @@ def summarize(outcomes: Iterable[Outcome], start: float, end: float) -> Window:
         sum(1 for o in inside if o.method == "POST"), sum(1 for o in inside if o.reconnected),
         sum(1 for o in inside if not o.sent),
         percentile(latencies, 50), percentile(latencies, 99), max(latencies, default=0.0),
+        max((o.sent - o.due for o in inside if o.sent), default=0.0),
         dict(sorted(statuses.items())), dict(sorted(nodes.items())))
 
 

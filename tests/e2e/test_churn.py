@@ -74,7 +74,7 @@ def test_a_window_counts_every_request_due_in_it() -> None:
             Outcome(3.0, 3.0, 3.01, "GET", 200)]  # due after the window
     w = summarize(rows, 1.0, 3.0)
     assert (w.requests, w.failed, w.failed_get, w.failed_post, w.posts) == (3, 2, 1, 1, 1)
-    assert w.max == pytest.approx(10.0) and w.p50 == pytest.approx(0.5)
+    assert w.max == pytest.approx(10.0) and w.p50 == pytest.approx(0.5) and w.lag_max == 0
     assert w.statuses == {"200": 1, "504": 1, "error: ConnectionResetError": 1}
     assert percentile([5, 1, 4, 2, 3], 99) == 5 and percentile([], 50) == 0.0
 

@@ -19,6 +19,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -277,6 +278,44 @@ def table_row(title: str, window: str, w: Window, lbsync_did: str) -> str:
             f"{ms(w.max)}{lag} | {lbsync_did} |")
 
 
+_NBSP = "\x00"
+
+
+def _glue(text: str) -> str:
+    """Spaces a line must not break at: inside code spans, between a number and its unit, and
+    before a `+` or `-` that would start a list item at the beginning of a line."""
+    text = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", _NBSP), text)
+    text = re.sub(r"(\d) (ms|s|MB|%)\b", rf"\1{_NBSP}\2", text)
+    return text.replace(" + ", f"{_NBSP}+{_NBSP}").replace(" - ", f"{_NBSP}-{_NBSP}")
+
+
+def reflow(markdown: str, width: int = 96) -> str:
+    """Rewrap the prose of a page (paragraphs and list items) at `width` columns; headings,
+    tables and code stay as they are."""
+    blocks = []
+    for block in markdown.split("\n\n"):
+        lines = block.split("\n")
+        if any(line.startswith(("#", "|", "```", "    ")) for line in lines):
+            blocks.append(block)
+            continue
+        items: list[list[str]] = []
+        for line in lines:
+            if line.startswith("- ") or not items:
+                items.append([line])
+            else:
+                items[-1].append(line)
+        out = []
+        for item in items:
+            text = " ".join(" ".join(item).split())
+            lead = "- " if text.startswith("- ") else ""
+            filled = textwrap.fill(_glue(text.removeprefix(lead)), width, initial_indent=lead,
+                                   subsequent_indent="  " if lead else "",
+                                   break_on_hyphens=False, break_long_words=False)
+            out.append(filled.replace(_NBSP, " "))
+        blocks.append("\n".join(out))
+    return "\n\n".join(blocks)
+
+
 def bullet(text: str) -> str:
     """One markdown list item, wrapped at 96 columns."""
     return textwrap.fill(" ".join(text.split()), 96, initial_indent="- ",
@@ -478,6 +517,7 @@ def main() -> int:
         run = lab.stop_load()
         text = page(lab, run, events, started, time.monotonic() - begin,
                     (load_start, f"{os.getloadavg()[0]:.2f}"), command)
+    text = reflow(text)
     if out == "-":
         sys.stdout.write(text)
     else:

@@ -1,12 +1,12 @@
 # lbsync Makefile.
 # Packaging targets (docs/operations-packaging.md): deb, wheel, check-unit, test-deb,
-# test-sandbox.
+# test-migration, test-sandbox.
 # Build dependencies: packaging/build-deps.sh (Debian 12, as root).
 # Other targets (setup, test, ...) are added below by their owners.
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: deb wheel check-unit test-deb test-sandbox
+.PHONY: deb wheel check-unit test-deb test-migration test-sandbox
 
 ## deb: dist/lbsync_<version>_all.deb, checked with lintian
 deb:
@@ -17,7 +17,7 @@ deb:
 wheel:
 	$(PYTHON) -m build --no-isolation --outdir dist .
 
-## check-unit: systemd-analyze verify + security (exposure at most 2.5)
+## check-unit: systemd-analyze verify + security (each unit at most its exposure limit)
 check-unit:
 	sh systemd/check-unit.sh
 
@@ -25,7 +25,12 @@ check-unit:
 test-deb:
 	sh packaging/test-deb.sh
 
-## test-sandbox: run lbsync.service's sandbox under a real systemd in namespaces
+## test-migration: the upgrade from the 0.1 layout, made by hand, to the built .deb
+## (disposable machine, root; installs and purges the .deb)
+test-migration:
+	sh packaging/test-migration.sh
+
+## test-sandbox: run the units' sandboxes under a real systemd in namespaces
 ## (disposable machine, root; installs and purges the .deb)
 test-sandbox:
 	sh packaging/test-sandbox.sh

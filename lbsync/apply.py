@@ -68,12 +68,12 @@ def _test_and_reload(cfg: NginxConfig, old: Mapping[Path, bytes | None],
             f"nginx test failed, previous file restored: {tested.first_error}", "test")
     master = nginxctl.master_pid(cfg.pid_file) if cfg.pid_file is not None else None
     before = nginxctl.workers(master) if master is not None else set()
+    offset = nginxctl.log_size(cfg.error_log)
     reloaded = nginxctl.run(cfg.reload_command, cfg.command_timeout)
     problem = "" if reloaded.ok else reloaded.first_error
-    if not problem and master is not None and \
-            not nginxctl.wait_new_workers(master, before, cfg.command_timeout):
-        problem = ("nginx started no new workers: it kept the old configuration "
-                   "(see nginx's error log)")
+    if not problem and master is not None:
+        problem = nginxctl.confirm_reload(master, before, cfg.command_timeout, cfg.error_log,
+                                          offset)
     if problem:
         # The master may not run the new files: put the old ones back (and publish them
         # again) so that the files keep describing what nginx runs; the next pass retries.

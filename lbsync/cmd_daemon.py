@@ -176,6 +176,7 @@ def format_status(status: dict[str, Any], source: str) -> str:
         for p in down[:50]:
             since = f", since {_when(p['since'])}" if p.get("since") else ""
             out.append(f"  {printable(p['target'])}: {printable(p.get('last'))}{since}")
+    out.extend(_format_loadbalancer(status.get("loadbalancer")))
     nodes = status.get("nodes", [])
     if nodes:
         names = [printable(n["name"], 64) for n in nodes]
@@ -187,3 +188,18 @@ def format_status(status: dict[str, Any], source: str) -> str:
             out.append(f"{name:<{width}}  {'yes' if n['eligible'] else 'no':<3}  "
                        f"{printable(n.get('address') or '-', 40):<24}  {why}")
     return "\n".join(out)
+
+
+def _format_loadbalancer(lb: dict[str, Any] | None) -> list[str]:
+    if not lb:
+        return []
+    role = ("writes Service status" if lb.get("leader")
+            else "standby (another gateway writes status)")
+    out = [f"\nloadbalancer: {plural(len(lb.get('listeners', [])), 'listener')}, {role}"]
+    for li in lb.get("listeners", []):
+        out.append(f"  {li['port']}/{li['protocol']:<4} {printable(li['service'])} -> node port "
+                   f"{li['node_port']}, {plural(len(li['servers']), 'server')}")
+    for p in lb.get("problems", []):
+        out.append(f"  NOT SERVED {printable(p['service'])}: {printable(p['reason'])}: "
+                   f"{printable(p['message'])}")
+    return out

@@ -125,6 +125,11 @@ class UpstreamConfig:
     port: int | str | None = setting(
         None, help="The Service port (number or name) whose nodePort is used.",
         parse=_service_port, kind="integer or string")
+    context: str = setting(
+        "http", choices=("http", "stream"),
+        help="Where root's upstream block stands: http {} (Kong's proxy), or stream {} for "
+        "TCP passed through untouched (TLS to Kong); stream upstreams are probed by TCP "
+        "connect.")
     node_port: int | None = setting(
         None, help="Instead of service/port: a fixed node port, no lookup.", low=1,
         high=65535)
@@ -254,6 +259,10 @@ class NginxConfig:
     command_timeout: float = setting(30.0, low=1, high=600,
                                      help="Seconds before the test or reload command counts "
                                      "as failed.")
+    error_log: Path | None = setting(
+        None, help="nginx's error log, when lbsync may read it (with nginx.pid_file): a "
+        "refused reload is then known at once, with nginx's own words (which port another "
+        "process holds). Unset with the packaged units, whose root side reads it.")
     state_dir: Path = setting(
         Path("/run/lbsync"), help="Where lbsync keeps its lock and the record of what NGINX "
         "last loaded (mode 0700; systemd's RuntimeDirectory).")
@@ -329,10 +338,99 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class LeaderElectionConfig:
+    enabled: bool = setting(True, help="With more than one gateway, only the holder of a "
+                            "Kubernetes Lease writes Service statuses and events; every "
+                            "gateway keeps its NGINX in step.")
+    namespace: str = setting("kong", pattern=DNS_LABEL, kind="Kubernetes name",
+                             help="The Lease's namespace.")
+    name: str = setting("lbsync-loadbalancer", pattern=DNS_LABEL, kind="Kubernetes name",
+                        help="The Lease's name (the same on every gateway).")
+    identity: str = setting("", pattern=r"[A-Za-z0-9._:-]{0,128}", kind="string",
+                            help="This gateway's name in the Lease; unset: its hostname.")
+    lease_duration: float = setting(15.0, low=2, high=3600,
+                                    help="Seconds a leader's Lease lasts without renewal: the "
+                                    "longest a failed writer blocks the others.")
+    renew_deadline: float = setting(10.0, low=1, high=3600,
+                                    help="Seconds a leader keeps trying to renew before it "
+                                    "stops writing.")
+    retry_period: float = setting(2.0, low=0.1, high=600,
+                                  help="Seconds between two tries to take or renew the Lease.")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("renew_deadline", "must be shorter than {p}lease_duration",
+             lambda e: e.renew_deadline < e.lease_duration),
+        Rule("retry_period", "must be shorter than {p}renew_deadline",
+             lambda e: e.retry_period < e.renew_deadline),
+    )
+
+
+def _ip(value: Any, key: str) -> str:
+    try:
+        address = ipaddress.ip_address(value if isinstance(value, str) else "")
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not an IP address") from None
+    return str(address)
+
+
+def ip_addresses(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: must be a list of IP addresses")
+    return tuple(_ip(v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _ports(value: Any, key: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                             and 1 <= v <= 65535 for v in value):
+        raise ConfigError(f"{key}: must be a list of port numbers")
+    return tuple(sorted(set(value)))
+
+
+LB_CLASS = "lbsync.io/nginx"
+LB_CLASS_PATTERN = r"[a-z0-9.-]{1,253}/[A-Za-z0-9._-]{1,63}"
+HOSTNAME_PATTERN = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+
+
+@dataclass(frozen=True)
+class LoadBalancerConfig:
+    enabled: bool = setting(False, help="Serve Services of type LoadBalancer: one NGINX "
+                            "listener per Service port, and their status.loadBalancer.ingress "
+                            "written. Off by default: it writes to the API.")
+    load_balancer_class: str = setting(
+        LB_CLASS, pattern=LB_CLASS_PATTERN,
+        kind="DOMAIN/NAME", help="Services whose spec.loadBalancerClass is this are served.")
+    annotation: str = setting(
+        "", pattern=r"([a-z0-9.-]{1,253}/)?[A-Za-z0-9._-]{1,63}|", kind="annotation key",
+        help="Also serve Services (of any class) annotated with this key set to \"true\"; "
+        "unset: the class alone decides.")
+    addresses: tuple[str, ...] = setting(
+        (), parse=ip_addresses, kind="list of IPs", example=["203.0.113.10"],
+        help="The gateway's public IP addresses: NGINX listens on them and they are what "
+        "Services' status.loadBalancer.ingress shows.")
+    hostname: str = setting("", pattern=HOSTNAME_PATTERN + "|", kind="hostname",
+                            help="A DNS name for the gateway(s), shown in status instead of "
+                            "the addresses (e.g. a name that resolves to a keepalived VIP).")
+    ports: tuple[int, int] = setting(
+        (1, 65535), parse=schema.port_range, kind="LOW-HIGH",
+        help="Service ports NGINX may listen on; others get a warning Event and no listener.")
+    reserved_ports: tuple[int, ...] = setting(
+        (22, 80, 9108), parse=_ports, kind="list of ports",
+        help="Ports NGINX or the host already use (the http site, sshd, lbsync): never "
+        "taken by a Service's listener. Root's publisher refuses them too.")
+    leader_election: LeaderElectionConfig = section(LeaderElectionConfig,
+                                                    help="One status writer among gateways.")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("addresses", "give the gateway's addresses to serve LoadBalancer Services (NGINX "
+             "listens on them)", lambda lb: not lb.enabled or bool(lb.addresses)),
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     upstreams: tuple[UpstreamConfig, ...] = setting(
-        help="One NGINX upstream per entry; at least one.", kind="list of upstreams",
-        min_items=1, unique=("name", "upstream name"),
+        help="One NGINX upstream per entry; at least one, unless loadbalancer.enabled.",
+        kind="list of upstreams", unique=("name", "upstream name"),
         example=[{"name": "k8s_cluster", "service": "kong/kong-gateway-proxy", "port": 80}])
     kubernetes: KubernetesConfig = section(KubernetesConfig, help="How to reach the cluster.")
     nodes: NodesConfig = section(NodesConfig, help="Which nodes become servers.")
@@ -341,6 +439,8 @@ class Config:
     sync: SyncConfig = section(SyncConfig, help="Timing of `lbsync run`.")
     http: HttpConfig = section(HttpConfig, help="The daemon's own endpoints.")
     log: LogConfig = section(LogConfig, help="Logging.")
+    loadbalancer: LoadBalancerConfig = section(
+        LoadBalancerConfig, help="lbsync as the cluster's load balancer (opt-in).")
 
     @property
     def identity(self) -> str:
@@ -353,6 +453,8 @@ class Config:
         return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
     RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("upstreams", "must be a non-empty list (or set {p}loadbalancer.enabled)",
+             lambda c: bool(c.upstreams) or c.loadbalancer.enabled),
         Rule("upstreams", "a fixed node_port is outside {p}nodes.port_range",
              lambda c: all(c.nodes.port_range[0] <= u.node_port <= c.nodes.port_range[1]
                            for u in c.upstreams if u.node_port is not None)),

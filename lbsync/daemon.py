@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 import threading
 import time
@@ -28,14 +29,18 @@ from lbsync.config import Config
 from lbsync.desired import Plan, plan
 from lbsync.errors import ApplyError, ConfigError, LbsyncError, SyncError
 from lbsync.guard import Held
+from lbsync.leader import Elector
 from lbsync.metrics import Metrics
 from lbsync.model import Snapshot
 from lbsync.notify import Notifier
 from lbsync.probe import Prober
+from lbsync.statuswriter import StatusWriter
 from lbsync.sync import PassResult, load_template, sync_pass
+from lbsync.text import printable
 from lbsync.watch import Reflector
 
 TICK = 1.0  # the loop wakes at least this often: watchdog, readiness, retries
+PORT_QUARANTINE = 300.0  # seconds a port NGINX could not listen on is left out
 MAX_PASS_BACKOFF = 30.0
 # A new prober's first round: each probe takes at most probe.timeout, plus this for the
 # threads to start and report.
@@ -67,7 +72,9 @@ class Watchers:
                  on_change: Callable[[], None]) -> None:
         self.stop = threading.Event()
         services = sorted({u.service_ref for u in cfg.upstreams if u.service is not None})
-        self.cache = ClusterCache({NODES, *(f"service:{s}" for s in services)}, on_change)
+        everything = ["services:all"] if cfg.loadbalancer.enabled else []
+        self.cache = ClusterCache({NODES, *(f"service:{s}" for s in services), *everything},
+                                  on_change)
         sync = cfg.sync
         common: dict[str, Any] = {"watch_timeout": sync.watch_timeout, "resync": sync.resync,
                                   "stop": self.stop}
@@ -76,6 +83,8 @@ class Watchers:
         for ref in services:
             ns, name = ref.split("/", 1)
             sources.append((f"service:{ref}", "services", kube.service(ns, name)))
+        if everything:  # loadbalancer mode: every Service, to find the LoadBalancer ones
+            sources.append(("services:all", "services", kube.services_all()))
         self.reflectors = [
             Reflector(name, kind, functools.partial(client.list, src),
                       functools.partial(client.watch, src), self.cache, metrics, **common)
@@ -94,7 +103,7 @@ def _cluster_key(cfg: Config) -> tuple[Any, ...]:
     """The settings that decide what is watched: a change needs new reflectors."""
     services = sorted(u.service_ref for u in cfg.upstreams if u.service is not None)
     return (cfg.kubernetes, cfg.nodes.label_selector, tuple(services), cfg.sync.watch_timeout,
-            cfg.sync.resync)
+            cfg.sync.resync, cfg.loadbalancer.enabled)
 
 
 class Daemon:
@@ -135,6 +144,10 @@ class Daemon:
         self.plan: Plan | None = None
         self.prober: Prober | None = None
         self._prober_fresh = False  # it has no results yet: the next pass waits for a round
+        self.elector: Elector | None = None
+        self._listening: set[tuple[str, int]] = set()  # listeners NGINX runs
+        self._port_trouble: dict[tuple[str, int], float] = {}  # left out since (monotonic)
+        self.status_writer: StatusWriter | None = None
         self.held: tuple[Held, ...] = ()
         self._shrink_since: float | None = None  # monotonic: when a held-back drop began
         self._reloaded_mono = float("-inf")
@@ -178,6 +191,7 @@ class Daemon:
             self.kube = self.kube_factory(self.cfg)
             self._start_watchers()
             self._start_prober()
+            self._start_loadbalancer()
             if not self.cfg.http.is_loopback:
                 self.log.warning("http.listen is not on loopback: /status and POST /sync are "
                                  "reachable from the network", listen=self.cfg.http.listen)
@@ -195,6 +209,8 @@ class Daemon:
                     self.watchers.close()
                 if self.prober is not None:
                     self.prober.stop()
+                if self.elector is not None:
+                    self.elector.stop()
                 self.log.info("stopped")
         return 0
 
@@ -209,6 +225,33 @@ class Daemon:
                                  self.metrics.count_probe)
             self.prober.start()
             self._prober_fresh = True
+
+    def _start_loadbalancer(self) -> None:
+        """Loadbalancer mode: the status writer, and the election that decides whether this
+        gateway is the one that writes."""
+        if self.elector is not None:
+            self.elector.stop()
+            self.elector = None
+        lb = self.cfg.loadbalancer
+        self.status_writer = None
+        if not lb.enabled:
+            return
+        assert self.kube is not None
+        self.status_writer = StatusWriter(self.kube, self.metrics, lb.hostname)
+        if lb.leader_election.enabled:
+            self.elector = Elector(self.kube, lb.leader_election, self._leadership)
+            self.elector.start()
+
+    def _leadership(self, leading: bool) -> None:
+        self.metrics.leader.set(1 if leading else 0)
+        if leading:
+            self._probe_changed()  # a pass soon: write what the previous leader may not have
+
+    @property
+    def writes_status(self) -> bool:
+        if self.status_writer is None:
+            return False
+        return self.elector is None or self.elector.leading
 
     def _probe_changed(self) -> None:
         if self.watchers is not None:
@@ -288,14 +331,15 @@ class Daemon:
         health = self.prober.states() if self.prober is not None else None
         try:
             result = sync_pass(snapshot, self.cfg, self.template, force=not self._applied_once,
-                               health=health, shrink_confirmed=self._shrink_confirmed())
+                               health=health, shrink_confirmed=self._shrink_confirmed(),
+                               unavailable=self._unavailable_ports())
         except LbsyncError as exc:
             record = self._failed(exc, dirty, start)
         except Exception as exc:  # a bug must not stop the daemon keeping the last good file
             self.log.exception("sync pass crashed")
             record = self._failed(SyncError(f"internal error: {exc!r}"), dirty, start)
         else:
-            record = self._succeeded(result, dirty, start)
+            record = self._succeeded(result, dirty, start, snapshot)
         self._finish(triggers, record)
 
     def _first_probes(self, prober: Prober, snapshot: Snapshot) -> None:
@@ -318,7 +362,8 @@ class Daemon:
                 not targets <= prober.states().keys():
             time.sleep(0.01)
 
-    def _succeeded(self, result: PassResult, dirty: Dirty | None, start: float) -> PassRecord:
+    def _succeeded(self, result: PassResult, dirty: Dirty | None, start: float,
+                   snapshot: Snapshot) -> PassRecord:
         now = time.monotonic()
         duration = now - start
         m = self.metrics
@@ -337,6 +382,7 @@ class Daemon:
             self.prober.set_targets(result.plan.targets)
             m.set_probe_targets(self.prober.states().values())
         self._track_hold(result)
+        self._write_statuses(result, snapshot)
         counts: dict[str, int] = {}
         for v in result.plan.verdicts:
             counts[v.reason.value] = counts.get(v.reason.value, 0) + 1
@@ -361,6 +407,49 @@ class Daemon:
         else:
             self.notifier.status(f"in sync: {', '.join(result.lines())}")
         return PassRecord(time.time(), result.outcome.value, duration, result.lines())
+
+    def _unavailable_ports(self) -> frozenset[tuple[str, int]]:
+        now = time.monotonic()
+        self._port_trouble = {k: t for k, t in self._port_trouble.items()
+                              if now - t < PORT_QUARANTINE}
+        return frozenset(self._port_trouble)
+
+    def _suspect_ports(self, exc: ApplyError) -> None:
+        """A reload NGINX refused after this pass added listeners: the new ports are the
+        likely cause (another process holds one). Leave them out for a while, so that every
+        other Service's changes go through; the pass is retried at once without them."""
+        refused = exc.plan
+        if exc.stage != "reload" or not isinstance(refused, Plan) or refused.lb is None:
+            return
+        new = {(li.protocol, li.port) for li in refused.lb.listeners} - self._listening
+        # nginx names the port it could not bind: "bind() to 203.0.113.10:443 failed".
+        named = {int(p) for p in re.findall(r"bind\(\) to \S+:(\d+) failed", str(exc))}
+        if named:
+            new = {k for k in new if k[1] in named}
+        if new:
+            now = time.monotonic()
+            self._port_trouble.update(dict.fromkeys(new, now))
+            self.log.warning("listeners left out after a refused reload",
+                             ports=sorted(f"{p}/{proto}" for proto, p in new))
+            self._retry_soon()
+
+    def _write_statuses(self, result: PassResult, snapshot: Snapshot) -> None:
+        lb = result.plan.lb
+        if lb is None:
+            return
+        self._listening = {(li.protocol, li.port) for li in lb.listeners}
+        problems = {p.service for p in lb.problems}
+        self.metrics.lb_services.labels(state="served").set(len(lb.served))
+        self.metrics.lb_services.labels(state="problem").set(len(problems))
+        if self.writes_status and self.status_writer is not None and \
+                not self.status_writer.write(lb, snapshot.services):
+            self._retry_soon()
+
+    def _retry_soon(self) -> None:
+        """A write failed: make another pass after a while, not in a loop."""
+        timer = threading.Timer(2.0, self._probe_changed)
+        timer.daemon = True
+        timer.start()
 
     def _shrink_confirmed(self) -> bool:
         since = self._shrink_since
@@ -397,6 +486,7 @@ class Daemon:
         if isinstance(exc, ApplyError):
             stage = "test_failed" if exc.stage == "test" else "reload_failed"
             self.metrics.reloads.labels(result=stage).inc()
+            self._suspect_ports(exc)
         with self._lock:
             if self.failing_since is None:
                 self.failing_since = now
@@ -452,6 +542,8 @@ class Daemon:
             self.kube = kube
         if new.nodes.probe != old.nodes.probe:
             self._start_prober()
+        if new.loadbalancer != old.loadbalancer:
+            self._start_loadbalancer()
         if _cluster_key(new) != _cluster_key(old):
             self._start_watchers()
         elif self.watchers is not None:
@@ -522,6 +614,11 @@ class Daemon:
         return {
             "ready": ready, "reason": reason, "servers_dir": str(self.cfg.nginx.servers_dir),
             "held_back": [{"upstream": h.upstream, "servers": list(h.kept)} for h in self.held],
+            "loadbalancer": None if plan is None or plan.lb is None else {
+                "leader": self.writes_status,
+                "listeners": [li.as_dict() for li in plan.lb.listeners],
+                "problems": [{"service": p.service, "reason": p.reason,
+                              "message": printable(p.message)} for p in plan.lb.problems]},
             "probes": probes,
             "identity": self.cfg.identity, "config": str(self.config_path or ""),
             "started": self.started, "last_reload": self.last_reload,

@@ -62,11 +62,14 @@ class Expired(ApiError):
 
 
 class ApplyError(SyncError):
-    """NGINX rejected the new files; `stage` is "test" or "reload". The old files are back."""
+    """NGINX rejected the new files; `stage` is "test" or "reload". The old files are back.
+    `plan` is the plan that was refused (set by the pass), so the caller can tell what was
+    new in it."""
 
     def __init__(self, message: str, stage: str) -> None:
         super().__init__(message)
         self.stage = stage
+        self.plan: object = None
 
 
 class Locked(SyncError):

@@ -180,6 +180,24 @@ def write_private(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
+def memory_file(data: bytes | None) -> Iterator[str | None]:
+    """`data` as a path that only this process can open, for APIs that read only files
+    (ssl's key pairs): an anonymous memory file (memfd), never on a disk, gone on exit from
+    the block. None for None."""
+    if data is None:
+        yield None
+        return
+    fd = os.memfd_create("lbsync", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def private_dir(prefix: str) -> Iterator[Path]:
     """A temporary directory only this user can read, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:

@@ -66,6 +66,16 @@ class Metrics:
                               registry=registry)
         self.probe_targets = Gauge("lbsync_probe_targets", "Probed servers by state.",
                                    ["state"], registry=registry)
+        self.status_writes = Counter("lbsync_loadbalancer_status_writes",
+                                     "Service status writes (loadbalancer mode) by result.",
+                                     ["result"], registry=registry)
+        self.lb_services = Gauge("lbsync_loadbalancer_services",
+                                 "LoadBalancer Services selected, by state: served (at least "
+                                 "one listener) or problem (a port left out).", ["state"],
+                                 registry=registry)
+        self.leader = Gauge("lbsync_leader",
+                            "1 while this gateway holds the Lease and writes statuses.",
+                            registry=registry)
         self.held_back = Gauge(
             "lbsync_held_back_removals",
             "Servers kept in NGINX although the cluster says remove them: a drop larger than "
@@ -90,6 +100,10 @@ class Metrics:
             self.probes.labels(result=result)
         for state in ("up", "down"):
             self.probe_targets.labels(state=state)
+        for result in ("written", "failed"):
+            self.status_writes.labels(result=result)
+        for state in ("served", "problem"):
+            self.lb_services.labels(state=state)
 
     def count_probe(self, obs: Observation) -> None:
         result = obs.detail if obs.detail in PROBE_RESULTS else (

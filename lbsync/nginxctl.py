@@ -114,34 +114,84 @@ def workers(master: int) -> set[int]:
     return found
 
 
-def wait_new_workers(master: int, before: set[int], timeout: float) -> bool:
-    """True once the master runs a worker that was not there before the reload."""
+NO_NEW_WORKERS = ("nginx started no new workers: it kept the old configuration "
+                  "(see nginx's error log)")
+
+
+def log_size(error_log: Path | None) -> int:
+    """Where the error log ends now: a reload's complaints are what comes after."""
+    try:
+        return error_log.stat().st_size if error_log is not None else 0
+    except OSError:
+        return 0
+
+
+def confirm_reload(master: int, before: set[int], timeout: float,
+                   error_log: Path | None = None, offset: int = 0) -> str:
+    """"" once the master runs a worker that was not there before the reload; else why not:
+    the master's [emerg] line when the error log is readable (at once: the master logs its
+    refusal as soon as it reads the configuration), else after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if workers(master) - before:
-            return True
+            return ""
+        emerg = _emerg_since(error_log, offset)
+        if emerg:
+            return emerg
         time.sleep(0.02)
-    return False
+    return NO_NEW_WORKERS
+
+
+def _emerg_since(error_log: Path | None, offset: int) -> str:
+    if error_log is None:
+        return ""
+    try:
+        with error_log.open("rb") as fh:
+            fh.seek(offset)
+            tail = fh.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    for line in tail.splitlines():
+        if "[emerg]" in line:
+            return line.strip()
+    return ""
+
+
+# The root helper's own budget: both waits (20 s) end before its unit's TimeoutStartSec=25s,
+# which ends before lbsync's nginx.command_timeout (30 s), so the operator reads this helper's
+# message, not a systemd timeout. nginx replaces its workers in milliseconds.
+HELPER_COMMAND_WAIT = 10.0
+HELPER_CONFIRM_WAIT = 10.0
+
+USAGE = ("usage: python3 -m lbsync.nginxctl reload PID_FILE [--error-log PATH] -- "
+         "RELOAD_COMMAND...")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 4 or args[0] != "reload" or args[2] != "--":
-        print("usage: python3 -m lbsync.nginxctl reload PID_FILE -- RELOAD_COMMAND...",
-              file=sys.stderr)
+    if "--" not in args or len(args) < 4 or args[0] != "reload":
+        print(USAGE, file=sys.stderr)
         return 2
-    master = master_pid(Path(args[1]))
+    split = args.index("--")
+    head, command = args[1:split], args[split + 1:]
+    error_log = None
+    if len(head) == 3 and head[1] == "--error-log":
+        error_log = Path(head[2])
+    elif len(head) != 1 or not command:
+        print(USAGE, file=sys.stderr)
+        return 2
+    master = master_pid(Path(head[0]))
     if master is None:
-        print(f"nginx is not running (no master in {args[1]})", file=sys.stderr)
+        print(f"nginx is not running (no master in {head[0]})", file=sys.stderr)
         return 1
-    before = workers(master)
-    result = run(tuple(args[3:]), 30.0)
+    before, offset = workers(master), log_size(error_log)
+    result = run(tuple(command), HELPER_COMMAND_WAIT)
     if not result.ok:
         print(result.first_error, file=sys.stderr)
         return 1
-    if not wait_new_workers(master, before, 30.0):
-        print("nginx started no new workers: it kept the old configuration "
-              "(see nginx's error log)", file=sys.stderr)
+    why = confirm_reload(master, before, HELPER_CONFIRM_WAIT, error_log, offset)
+    if why:
+        print(why, file=sys.stderr)  # the bind() line names the port another process holds
         return 1
     return 0
 

@@ -9,7 +9,12 @@ the test fails, the live files are as they were. nginx, at a reload or at boot, 
 reads files root has checked: nothing lbsync changes after the check can reach it.
 
     python3 -m lbsync.publish STAGED LIVE [--allow-loopback] [--port-range LOW-HIGH] \\
+        [--stream-listen IP ...] [--stream-ports LOW-HIGH] [--reserved-ports P,P,...] \\
         -- NGINX_TEST_COMMAND...
+
+The stream file of LoadBalancer Services (`loadbalancer.stream`) is published only when root
+names the addresses NGINX may listen on for them (`--stream-listen`): a listener is a port
+opened on the gateway, so root decides where.
 
 Exit codes: 0 published and tested; 1 refused or the test failed (live files unchanged);
 2 usage.
@@ -21,6 +26,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from lbsync import files, nginxctl, schema, serverlines
@@ -32,37 +38,55 @@ MAX_FILES = 64
 TEST_TIMEOUT = 60.0
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What root allows in the staged files."""
+
+    allow_loopback: bool = False
+    port_range: tuple[int, int] = (1, 65535)  # servers' ports (node ports)
+    stream_listen: frozenset[str] = frozenset()  # addresses LoadBalancer listeners may use
+    stream_ports: tuple[int, int] = (1, 65535)
+    reserved_ports: frozenset[int] = frozenset()
+
+
 def staged_files(staged: Path) -> dict[str, bytes]:
-    """Every NAME.servers file in the staging directory, read safely."""
+    """Every NAME.servers file (and the stream file) in the staging directory, read safely."""
     try:
         names = sorted(p.name for p in staged.iterdir())
     except OSError as exc:
         raise SyncError(f"{staged}: {exc.strerror}") from None
-    chosen = [n for n in names if NAME.fullmatch(n)]
+    chosen = [n for n in names if NAME.fullmatch(n) or n == serverlines.STREAM_FILE]
     if len(chosen) > MAX_FILES:
         raise SyncError(f"{staged}: more than {MAX_FILES} servers files")
     return {n: files.read_untrusted(staged / n, serverlines.MAX_BYTES) for n in chosen}
 
 
-def checked(name: str, data: bytes, *, allow_loopback: bool,
-            port_range: tuple[int, int]) -> bytes:
+def checked(name: str, data: bytes, rules: Rules) -> bytes:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise SyncError(f"{name}: not UTF-8 text") from None
-    problems = serverlines.check(text, allow_loopback=allow_loopback, port_range=port_range)
+    if name == serverlines.STREAM_FILE:
+        if not rules.stream_listen:
+            raise SyncError(f"{name}: root allows no LoadBalancer listeners (--stream-listen); "
+                            "nothing published")
+        problems = serverlines.check_stream(
+            text, listen=rules.stream_listen, ports=rules.stream_ports,
+            reserved=rules.reserved_ports, allow_loopback=rules.allow_loopback,
+            server_ports=rules.port_range)
+    else:
+        problems = serverlines.check(text, allow_loopback=rules.allow_loopback,
+                                     port_range=rules.port_range)
     if problems:
         line, why = problems[0]
         raise SyncError(f"{name} line {line}: {why}; nothing published")
     return data
 
 
-def publish(staged: Path, live: Path, test: Sequence[str], *, allow_loopback: bool = False,
-            port_range: tuple[int, int] = (1, 65535)) -> None:
+def publish(staged: Path, live: Path, test: Sequence[str], rules: Rules = Rules()) -> None:
     """Check, copy, test; on any failure the live files are as they were. Raises SyncError."""
     files.check_private_dir(live, "live directory")
-    new = {n: checked(n, d, allow_loopback=allow_loopback, port_range=port_range)
-           for n, d in staged_files(staged).items()}
+    new = {n: checked(n, d, rules) for n, d in staged_files(staged).items()}
     if not new:
         raise SyncError(f"{staged}: no servers files to publish")
     old = {n: files.read(live / n) for n in new}
@@ -77,6 +101,13 @@ def publish(staged: Path, live: Path, test: Sequence[str], *, allow_loopback: bo
         raise SyncError(f"nginx test failed, live files restored: {result.first_error}")
 
 
+def _ports(text: str) -> frozenset[int]:
+    try:
+        return frozenset(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"--reserved-ports: {text!r}: expected P,P,...") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     test = args[args.index("--") + 1:] if "--" in args else []
@@ -86,13 +117,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("live", type=Path)
     parser.add_argument("--allow-loopback", action="store_true",
                         help="accept loopback addresses (labs only)")
-    parser.add_argument("--port-range", default="1-65535", metavar="LOW-HIGH")
+    parser.add_argument("--port-range", default="1-65535", metavar="LOW-HIGH",
+                        help="node ports a server may use")
+    parser.add_argument("--stream-listen", action="append", default=[], metavar="IP",
+                        help="an address LoadBalancer listeners may use (repeatable)")
+    parser.add_argument("--stream-ports", default="1-65535", metavar="LOW-HIGH")
+    parser.add_argument("--reserved-ports", default="", metavar="P,P,...",
+                        help="ports no LoadBalancer listener may take")
     opts = parser.parse_args(args[:args.index("--")] if "--" in args else args)
     try:
         if not test:
             raise ConfigError("give the nginx test command after --")
-        publish(opts.staged, opts.live, test, allow_loopback=opts.allow_loopback,
-                port_range=schema.port_range(opts.port_range, "--port-range"))
+        publish(opts.staged, opts.live, test, Rules(
+            allow_loopback=opts.allow_loopback,
+            port_range=schema.port_range(opts.port_range, "--port-range"),
+            stream_listen=frozenset(opts.stream_listen),
+            stream_ports=schema.port_range(opts.stream_ports, "--stream-ports"),
+            reserved_ports=_ports(opts.reserved_ports)))
     except LbsyncError as exc:
         print(f"lbsync publish: {printable(exc, 1000)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED

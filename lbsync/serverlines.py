@@ -73,11 +73,13 @@ def check_line(line: str, *, allow_loopback: bool = False,
         return f"{address!r} is not an IP address"
     if (parsed.version == 6) != m["address"].startswith("["):
         return "an IPv6 address must be in brackets, an IPv4 address must not"
-    if str(parsed) != address:
-        return f"{address!r} is not in canonical form"
+    # What the address is comes first: Python 3.13 writes IPv4-mapped addresses in another
+    # canonical form than 3.11, and the answer must not depend on which Python root runs.
     why = address_problem(parsed, allow_loopback=allow_loopback)
     if why:
         return f"{address} is {why}"
+    if str(parsed) != address:
+        return f"{address!r} is not in canonical form"
     if not port_range[0] <= int(m["port"]) <= port_range[1]:
         return f"port {m['port']} is outside {port_range[0]}-{port_range[1]}"
     for option in m["options"].split():
@@ -108,3 +110,74 @@ def check(text: str, *, allow_loopback: bool = False,
     if not problems and servers == 0:
         problems.append((0, "no server line (nginx refuses an empty upstream)"))
     return problems
+
+
+# --- the stream file of LoadBalancer Services ----------------------------------------------
+
+STREAM_FILE = "loadbalancer.stream"
+_UPSTREAM_OPEN = re.compile(r"upstream (lb_[A-Za-z0-9_]{1,100}) \{")
+_LISTEN = re.compile(r"listen (\[[0-9A-Fa-f:.]{2,45}\]|[0-9.]{7,15}):([0-9]{1,5})( udp)?;")
+_PROXY_PASS = re.compile(r"proxy_pass (lb_[A-Za-z0-9_]{1,100});")
+
+
+def check_stream(text: str, *, listen: frozenset[str], ports: tuple[int, int],
+                 reserved: frozenset[int], allow_loopback: bool = False,
+                 server_ports: tuple[int, int] = (1, 65535)) -> list[tuple[int, str]]:
+    """Every offending line of the LoadBalancer stream file; empty when it is fine.
+
+    Only this shape passes, line by line: `upstream lb_* {`, server lines as in a servers
+    file, `}`, `server {`, `listen ADDRESS:PORT [udp];` on the addresses root allows and
+    outside the ports root reserves, `proxy_pass lb_*;` naming an upstream above, `}`. So a
+    compromised lbsync can open listeners only where root lets it, and can only forward to
+    checked server addresses: no proxy_pass to a local socket or address, no other directive.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        return [(0, f"larger than {MAX_BYTES >> 20} MB")]
+    problems: list[tuple[int, str]] = []
+    state = "top"
+    defined: set[str] = set()
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip(" \t")
+        if "\r" in raw or "\x00" in raw:
+            problems.append((number, "control characters"))
+            continue
+        if not line or (line.startswith("#") and _COMMENT.fullmatch(line)):
+            continue
+        state, why = _stream_step(state, line, defined, listen, ports, reserved,
+                                  allow_loopback, server_ports)
+        if why:
+            problems.append((number, why))
+    if state != "top" and not problems:
+        problems.append((0, "a block is not closed"))
+    return problems
+
+
+def _stream_step(state: str, line: str, defined: set[str], listen: frozenset[str],
+                 ports: tuple[int, int], reserved: frozenset[int], allow_loopback: bool,
+                 server_ports: tuple[int, int]) -> tuple[str, str]:
+    """The next state after one line, and why the line is wrong ("" when it is fine)."""
+    if state == "top":
+        m = _UPSTREAM_OPEN.fullmatch(line)
+        if m:
+            defined.add(m[1])
+            return "upstream", ""
+        return ("server", "") if line == "server {" else ("top", "not an upstream or server "
+                                                                 "block")
+    if line == "}":
+        return "top", ""
+    if state == "upstream":
+        why = check_line(line, allow_loopback=allow_loopback, port_range=server_ports)
+        return "upstream", why or ""
+    m = _LISTEN.fullmatch(line)
+    if m:
+        address = m[1].strip("[]")
+        port = int(m[2])
+        if address not in listen:
+            return "server", f"listen on {address}: not an address root allows"
+        if port in reserved or not ports[0] <= port <= ports[1]:
+            return "server", f"listen on port {port}: not a port root allows"
+        return "server", ""
+    m = _PROXY_PASS.fullmatch(line)
+    if m:
+        return "server", "" if m[1] in defined else f"proxy_pass to {m[1]}: no such upstream"
+    return "server", "not a `listen` or `proxy_pass` line"

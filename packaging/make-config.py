@@ -2,51 +2,58 @@
 """Make the packaged /etc/lbsync/config.yaml from config/lbsync.example.yaml.
 
 The example stays the single source of the documented settings; this script
-only sets the keys whose packaged values differ (the output directory that the
-systemd unit can write, and the polkit-backed test/reload commands), keeping
-all comments. It edits text line by line and then checks the result with
-lbsync's own config parser, so a change of the example's layout fails the
-build instead of silently shipping wrong defaults.
+only sets the keys whose packaged values differ from the code's defaults (since
+0.2 only the kubeconfig path: every nginx default is the packaged layout),
+keeping all comments. It edits text line by line and then checks the result
+with lbsync's own config parser: the packaged key and every setting the units
+and the polkit rule depend on must come out as below, so a change of the
+example's layout or of a default fails the build instead of silently shipping
+a config that the units cannot serve.
 
 Usage: make-config.py EXAMPLE OUTPUT
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
 
-# section -> key -> YAML scalar text. Must match docs/operations-packaging.md,
-# systemd/lbsync.service (ReadWritePaths) and packaging/polkit/50-lbsync.rules.
+# section -> key -> YAML scalar text: what the package sets.
 PACKAGED = {
     "kubernetes": {
         "kubeconfig": "/etc/lbsync/kubeconfig",
     },
-    "nginx": {
-        "output": "/etc/nginx/lbsync/upstreams.conf"
-                  "  # include: /usr/share/doc/lbsync/examples/nginx/lbsync.conf",
-        "test_command": "systemctl --no-ask-password start lbsync-nginx-test.service",
-        "reload_command": "systemctl --no-ask-password reload nginx.service",
-    },
 }
+# What the packaged config must mean. Must match systemd/lbsync.service
+# (StateDirectory=lbsync/servers, RuntimeDirectory=lbsync), the ExecStart of
+# systemd/lbsync-nginx-test.service (its STAGED directory) and
+# packaging/polkit/50-lbsync.rules (the two units lbsync may start).
 EXPECTED = {
     ("kubernetes", "kubeconfig"): Path("/etc/lbsync/kubeconfig"),
-    ("nginx", "output"): Path("/etc/nginx/lbsync/upstreams.conf"),
+    ("nginx", "servers_dir"): Path("/var/lib/lbsync/servers"),
+    ("nginx", "state_dir"): Path("/run/lbsync"),
+    ("nginx", "pid_file"): None,  # lbsync cannot see root's nginx; the reload unit confirms
     ("nginx", "test_command"): (
         "systemctl", "--no-ask-password", "start", "lbsync-nginx-test.service"),
     ("nginx", "reload_command"): (
-        "systemctl", "--no-ask-password", "reload", "nginx.service"),
+        "systemctl", "--no-ask-password", "start", "lbsync-nginx-reload.service"),
+    ("nodes", "allow_loopback"): False,
+    ("nodes", "port_range"): (30000, 32767),  # lbsync-nginx-test.service's NODE_PORT_RANGE
 }
 HEADER = (
     "# /etc/lbsync/config.yaml: installed by the lbsync package (a conffile: your\n"
-    "# changes are kept on upgrade). Made from the example config with the\n"
-    "# packaged defaults below; see /usr/share/doc/lbsync/operations-packaging.md.gz\n"
-    "#   nginx.output:         /etc/nginx/lbsync/ is the only directory the\n"
-    "#                         lbsync.service sandbox can write.\n"
+    "# changes are kept on upgrade). Made from the example config; the package sets\n"
+    "# only kubernetes.kubeconfig. The nginx defaults are the packaged layout (see\n"
+    "# /usr/share/doc/lbsync/operations-packaging.md.gz):\n"
+    "#   nginx.servers_dir:    /var/lib/lbsync/servers, lbsync's only output;\n"
     "#   nginx.test_command,\n"
-    "#   nginx.reload_command: run through systemd, allowed to user lbsync by\n"
+    "#   nginx.reload_command: root's lbsync-nginx-test.service (check, publish,\n"
+    "#                         nginx -t) and lbsync-nginx-reload.service (reload,\n"
+    "#                         confirm), allowed to user lbsync by\n"
     "#                         /usr/share/polkit-1/rules.d/50-lbsync.rules.\n"
+    "#   nodes.port_range:     also set in lbsync-nginx-test.service (NODE_PORT_RANGE).\n"
     "\n"
 )
 
@@ -113,6 +120,17 @@ def main(argv: list[str]) -> int:
         got = getattr(getattr(cfg, section), key)
         if got != want:
             print(f"make-config: {section}.{key} is {got!r}, expected {want!r}",
+                  file=sys.stderr)
+            return 1
+    # Every other setting is the code's default (the example shows the defaults).
+    defaults = lbconfig.parse({"upstreams": yaml.safe_load(text)["upstreams"]},
+                              source=Path("/etc/lbsync/config.yaml"), check_paths=False)
+    for field in dataclasses.fields(cfg):
+        got, want = getattr(cfg, field.name), getattr(defaults, field.name)
+        if field.name == "kubernetes":
+            want = dataclasses.replace(want, kubeconfig=EXPECTED[("kubernetes", "kubeconfig")])
+        if got != want:
+            print(f"make-config: {field.name} differs from the code's defaults: {got!r}",
                   file=sys.stderr)
             return 1
     output.parent.mkdir(parents=True, exist_ok=True)

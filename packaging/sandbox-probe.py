@@ -3,12 +3,16 @@
 
 test-sandbox.sh runs this file as the ExecStart of the real lbsync.service (a
 drop-in replaces only ExecStart), so it runs as user lbsync with every
-sandboxing setting of the unit, on Debian's python3 and the installed lbsync
-package. It checks what the daemon needs (imports, config, the output
-directory, test/reload through polkit, a rollback test, the metrics listener,
-sd_notify, SIGHUP, SIGTERM) and what the sandbox must refuse. The results go to
-/etc/nginx/lbsync/.probe.json (the only writable place); exit status 0 when
-every check passed.
+sandboxing setting and limit of the unit, on Debian's python3 and the installed
+lbsync package. It checks what the daemon needs (imports, config, its two
+writable directories, the lock and record, root's publisher and reload through
+polkit, the metrics listener, sd_notify, SIGHUP, SIGTERM) and what the sandbox
+and root's side must refuse: any write where nginx reads (/etc/nginx/lbsync,
+conf.d), a servers file with the review's cron attack, a loopback address or a
+port outside the node port range (published by nothing, the live file
+unchanged), systemctl verbs other than starting the two root units, and the
+sight of root's nginx processes. The results go to /run/lbsync/probe.json
+(nginx.state_dir); exit status 0 when every check passed.
 """
 
 from __future__ import annotations
@@ -28,9 +32,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-RESULT = Path("/etc/nginx/lbsync/.probe.json")
-GOOD = b"upstream k8s_cluster {\n    server 127.0.0.1:32001;\n}\n"
-BAD = b"upstream k8s_cluster {\n    not_a_directive 1;\n}\n"
+RESULT = Path("/run/lbsync/probe.json")
+LIVE = Path("/etc/nginx/lbsync/k8s_cluster.servers")  # root's copy, included by nginx
+GOOD = b"server 10.0.0.5:32001 max_fails=3 fail_timeout=10s;  # node-1\n" \
+       b"server [fd00::6]:32001 max_fails=3 fail_timeout=10s;  # node-2\n"
+# Issue 10, item 1: what a compromised lbsync wrote into the glob-included file under 0.1.
+CRON = b"server 10.0.0.5:32001;\n}\nlog_format x escape=none '$http_x';\n" \
+       b"server { listen 127.0.0.1:8081; access_log /etc/cron.d/lbsync-probe x; }\n" \
+       b"upstream k8s_cluster_again {\n"
+REFUSED = {  # the root side must refuse each; none passes nginx's own check wrongly
+    "the cron attack": CRON,
+    "a loopback server (the gateway's own services)": b"server 127.0.0.1:32001;\n",
+    "a port outside 30000-32767 (sshd)": b"server 10.0.0.5:22;\n",
+    "a unix socket": b"server unix:/run/containerd/containerd.sock;\n",
+    "an include": b"include /etc/shadow;\n",
+}
 results: dict[str, Any] = {}
 
 
@@ -85,42 +101,84 @@ def main() -> int:
                lambda: config.load(Path("/etc/lbsync/config.yaml"), check_paths=False))
     if cfg is None:
         return finish()
-    out = cfg.nginx.output
+    staged = cfg.nginx.servers_file("k8s_cluster")
     timeout = cfg.nginx.command_timeout
+    step("servers_dir /var/lib/lbsync/servers, state_dir /run/lbsync", lambda: _assert(
+        (cfg.nginx.servers_dir, cfg.nginx.state_dir) ==
+        (Path("/var/lib/lbsync/servers"), Path("/run/lbsync")),
+        (cfg.nginx.servers_dir, cfg.nginx.state_dir)))
+
+    import resource
+    step("LimitNOFILE 1024, soft and hard", lambda: _assert(
+        resource.getrlimit(resource.RLIMIT_NOFILE) == (1024, 1024),
+        resource.getrlimit(resource.RLIMIT_NOFILE)))
 
     def write(data: bytes) -> None:
-        with files.locked(out, wait=True):
-            files.write_atomic(out, data)
+        with files.locked(cfg.nginx.servers_dir, cfg.nginx.state_dir, wait=True):
+            files.write_atomic(staged, data)
 
     def command(argv: tuple[str, ...], want_ok: bool) -> str:
         res = nginxctl.run(argv, timeout)
         _assert(res.ok == want_ok, f"rc={res.returncode} {res.output[-300:]!r}")
         return f"rc={res.returncode}"
 
-    step("write the output file (atomic, locked)", lambda: write(GOOD))
-    step("test_command succeeds (polkit)", lambda: command(cfg.nginx.test_command, True))
-    step("reload_command succeeds (polkit)", lambda: command(cfg.nginx.reload_command, True))
-    step("write a broken upstream", lambda: write(BAD))
-    step("test_command fails on it", lambda: command(cfg.nginx.test_command, False))
-    step("put the good file back", lambda: write(GOOD))
-    step("test_command succeeds again", lambda: command(cfg.nginx.test_command, True))
-    step("systemctl restart nginx is refused",
-         lambda: command(("systemctl", "--no-ask-password", "restart", "nginx.service"), False))
-    step("systemctl stop lbsync.service is refused",
-         lambda: command(("systemctl", "--no-ask-password", "stop", "lbsync.service"), False))
+    def live_is(data: bytes) -> str:
+        got = LIVE.read_bytes()
+        _assert(got == data, got[:200])
+        return f"{len(got)} bytes"
 
-    step("/etc/nginx/conf.d is read-only", lambda: expect_oserror(
-        lambda: Path("/etc/nginx/conf.d/lbsync-probe.conf").write_bytes(b"x"),
-        errno.EROFS, errno.EACCES))
-    step("/etc/lbsync is read-only", lambda: expect_oserror(
-        lambda: Path("/etc/lbsync/probe").write_bytes(b"x"), errno.EROFS, errno.EACCES))
-    step("/var/lib is read-only", lambda: expect_oserror(
-        lambda: tempfile.mkstemp(dir="/var/lib"), errno.EROFS, errno.EACCES))
-    step("/root is hidden", lambda: expect_oserror(lambda: os.listdir("/root")))
+    # What lbsync may write: its servers directory and its state directory, nothing else.
+    step("write the staged servers file (atomic, locked in /run/lbsync)", lambda: write(GOOD))
+    step("write and read the record in /run/lbsync", lambda: (
+        files.write_record(cfg.nginx.servers_dir, cfg.nginx.state_dir, {"probe": 1}),
+        _assert(files.read_record(cfg.nginx.servers_dir, cfg.nginx.state_dir) == {"probe": 1},
+                "record"))[1])
+    for target in (LIVE, LIVE.with_name("x.servers"), LIVE.with_name("x.conf"),
+                   Path("/etc/nginx/conf.d/lbsync-probe.conf"), Path("/etc/lbsync/probe"),
+                   Path("/var/lib/lbsync/probe"), Path("/var/lib/nginx/probe"),
+                   Path("/var/lib/probe"), Path("/run/probe")):
+        step(f"{target} cannot be written", lambda target=target: expect_oserror(
+            lambda: target.write_bytes(b"log_format x escape=none '$http_x';\n"),
+            errno.EROFS, errno.EACCES))
+    step("the live file cannot be renamed or removed", lambda: expect_oserror(
+        lambda: os.rename(LIVE, LIVE.with_name("y")), errno.EROFS, errno.EACCES))
+    step("the servers directory cannot be swapped for a symlink", lambda: expect_oserror(
+        lambda: os.rename(cfg.nginx.servers_dir, "/var/lib/lbsync/x"),
+        errno.EROFS, errno.EACCES, errno.EBUSY))
+
+    # Root's side, through polkit: publish + nginx -t, then reload + confirm.
+    step("test_command (lbsync-nginx-test.service) succeeds", lambda: command(
+        cfg.nginx.test_command, True))
+    step("it published the staged lines to root's live file", lambda: live_is(GOOD))
+    step("reload_command (lbsync-nginx-reload.service) succeeds: new workers confirmed",
+         lambda: command(cfg.nginx.reload_command, True))
+    for name, data in REFUSED.items():
+        step(f"staged {name}: test_command fails", lambda data=data: (
+            write(data), command(cfg.nginx.test_command, False))[1])
+        step(f"staged {name}: the live file is unchanged", lambda: live_is(GOOD))
+    step("no cron file was written", lambda: _assert(
+        not Path("/etc/cron.d/lbsync-probe").exists(), "/etc/cron.d/lbsync-probe exists")
+        and "none")
+    step("put the good file back, test_command succeeds again", lambda: (
+        write(GOOD), command(cfg.nginx.test_command, True))[1])
+
+    # Nothing else through polkit.
+    for argv in (("reload", "nginx.service"), ("restart", "nginx.service"),
+                 ("stop", "nginx.service"), ("stop", "lbsync.service"),
+                 ("restart", "lbsync-nginx-test.service"), ("start", "dbus.service")):
+        step(f"systemctl {' '.join(argv)} is refused", lambda argv=argv: command(
+            ("systemctl", "--no-ask-password", *argv), False))
+
+    def nginx_invisible() -> str:
+        pid = int(Path("/run/nginx.pid").read_text())
+        _assert(not Path(f"/proc/{pid}").exists(), f"/proc/{pid} is visible")
+        return f"master {pid} not in /proc (so nginx.pid_file stays unset)"
+    step("root's nginx is invisible (ProtectProc=invisible)", nginx_invisible)
     step("private /tmp is writable", lambda: tempfile.mkstemp()[1])
     step("netlink sockets are refused", lambda: expect_oserror(
         lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)))
-    step("chown is refused", lambda: expect_oserror(lambda: os.chown(out, 0, 0)))
+    step("chown is refused", lambda: expect_oserror(lambda: os.chown(staged, 0, 0)))
+    step("/root is hidden", lambda: expect_oserror(lambda: os.listdir("/root")))
 
     def metrics() -> str:
         import prometheus_client

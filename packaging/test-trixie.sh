@@ -2,10 +2,11 @@
 # lbsync on Debian 13 "trixie", from this Debian 12 machine, as root: in a trixie root
 # (packaging/trixie-root.sh: made by mmdebstrap from Debian's archive, cached as a tarball)
 #   package  trixie's lintian on the .deb; packaging/test-deb.sh there: install with apt,
-#            files, user, conffile, polkit rule (a real polkitd), `lbsync --version`,
-#            `lbsync render` and `lbsync once` on trixie's /usr/bin/python3 against the
-#            emulator and trixie's nginx, remove, purge; systemd/check-unit.sh with trixie's
-#            systemd-analyze (verify, security score);
+#            files, user, conffiles, directories, polkit rule (a real polkitd),
+#            `lbsync --version`, `lbsync render` and `lbsync once` on trixie's /usr/bin/python3
+#            against the emulator and trixie's nginx, root's publisher, remove, purge;
+#            packaging/test-migration.sh (the upgrade from 0.1); systemd/check-unit.sh with
+#            trixie's systemd-analyze (verify, security scores);
 #   suite    the test suite on trixie's python3 (3.13) and libraries (python3-kubernetes 30.1,
 #            ...), with this checkout on PYTHONPATH.
 # Usage: packaging/test-trixie.sh [package] [suite]     (default: both, in one copy of the root)
@@ -81,7 +82,8 @@ for m in (lbsync, lbsync_lab):
 print(f"test-trixie: suite on Python {sys.version.split()[0]}, kubernetes {kubernetes.__version__} "
       f"from {kubernetes.__file__.rsplit('/', 2)[0]}, lbsync from {lbsync.__file__.rsplit('/', 2)[0]}")
 PY
-    PYTHONPATH=/src/lbsync:/src/lbsync/lab python3 -m pytest -q -p no:cacheprovider
+    # Four workers as in scripts/test: the suite mostly waits (on nginx, daemons, timeouts).
+    PYTHONPATH=/src/lbsync:/src/lbsync/lab python3 -m pytest -q -p no:cacheprovider -n 4
 }
 for s in $(steps "$@"); do
     case "$s" in
@@ -90,6 +92,8 @@ for s in $(steps "$@"); do
             step lintian lint
             echo "== Debian 13: install, check, run (render, once), remove, purge the package"
             step test-deb env SKIP_BUILD=1 APT_UPDATE=0 sh packaging/test-deb.sh
+            echo "== Debian 13: the upgrade from the 0.1 layout"
+            step test-migration env SKIP_BUILD=1 sh packaging/test-migration.sh
             echo "== Debian 13: the units with systemd-analyze $(dpkg-query -W -f='${Version}' systemd)"
             step check-unit sh systemd/check-unit.sh
             ;;

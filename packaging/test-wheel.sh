@@ -29,15 +29,15 @@ requires = {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower()
 assert requires == {"kubernetes", "jinja2", "prometheus-client", "structlog", "tenacity",
                     "pyyaml"}, requires
 assert "lbsync = lbsync.cli:main" in entry, entry
-for path in ("lbsync/templates/upstreams.conf.j2", "lbsync/py.typed", "lbsync/cli.py",
-             "lbsync/bootstrap/cli.py"):
+for path in ("lbsync/py.typed", "lbsync/cli.py", "lbsync/publish.py", "lbsync/serverlines.py",
+             "lbsync/nginxctl.py", "lbsync/bootstrap/cli.py"):
     assert path in names, f"{path} missing from the wheel"
 # The lab (emulator, stand-ins, demo) and the tests never go on a gateway.
 assert not any(n.startswith(("tests/", "lbsync_lab/", "lab/")) for n in names), \
     "the lab and the tests must not be in the wheel"
 with tarfile.open(sdist) as tf:
     members = {m.split("/", 1)[1] for m in tf.getnames() if "/" in m}
-for path in ("README.md", "pyproject.toml", "lbsync/templates/upstreams.conf.j2"):
+for path in ("README.md", "pyproject.toml", "lbsync/publish.py"):
     assert path in members, f"{path} missing from the sdist"
 print(f"ok: {wheel.name} and {sdist.name}: metadata, dependencies, entry point, files")
 PY

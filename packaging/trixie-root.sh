@@ -41,7 +41,7 @@ CACHE=${LBSYNC_CACHE_DIR:-/var/cache/lbsync-ci}
 MAX_AGE_DAYS=${TRIXIE_MAX_AGE_DAYS:-7}
 
 # What the checks and the test suite use there, besides lbsync's own dependencies.
-ROOT_PACKAGES="python3 python3-pytest nginx openssl ca-certificates iproute2 procps dbus \
+ROOT_PACKAGES="python3 python3-pytest python3-pytest-xdist nginx libnginx-mod-stream openssl ca-certificates iproute2 procps dbus \
 polkitd lintian"
 
 die() { echo "$ME: $*" >&2; exit 1; }

@@ -12,9 +12,9 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
-APT_PACKAGES="nginx openssl ca-certificates python3 python3-venv python3-pip \
+APT_PACKAGES="nginx libnginx-mod-stream openssl ca-certificates python3 python3-venv python3-pip \
 python3-kubernetes python3-jinja2 python3-prometheus-client python3-structlog \
-python3-tenacity python3-yaml python3-pytest systemd iproute2 procps"
+python3-tenacity python3-yaml python3-pytest python3-pytest-xdist systemd iproute2 procps"
 
 missing=""
 for p in $APT_PACKAGES; do

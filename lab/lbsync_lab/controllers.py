@@ -6,22 +6,29 @@ kube-controller-manager's part:
   with the template's hash, owned by the Deployment, older ones scaled to zero), and both
   report every replica ready and available with the right ``observedGeneration`` and
   conditions: what helm 3's ``--wait`` (it reads the new ReplicaSet) and helm 4's kstatus
-  wait look for. No Pods are made.
+  wait look for. No Pods are made. Deployments named in ``unready`` never become available
+  (``Available=False MinimumReplicasUnavailable``), so a ``--wait`` times out as on a cluster
+  whose image will not pull.
 * :class:`TokenController` - fills ``kubernetes.io/service-account-token`` Secrets with a real
   token for their ServiceAccount (which the emulator then authenticates and authorizes with
-  RBAC), or, in the bootstrap tests' older mode, with the emulator's admin token.
+  RBAC), or, for a lab that wants no RBAC, with the emulator's admin token.
+* :class:`EndpointSliceController` (opt-in) - an EndpointSlice per Service with a selector,
+  from the Deployments it selects, ready as they are.
 * :class:`GarbageCollector` - deletes objects whose owner (``ownerReferences``) is gone.
 
 Kong's part: :class:`StandInController` writes the status Kong's controller (KIC) would,
 judging the objects as KIC does (unmanaged annotation, listener port against the proxy
-Service, allowedRoutes, backend Services); it runs the three above too. `refuse_class` makes
-it reject the GatewayClass. :class:`FakeKong` is an HTTP server on a loopback address that
-answers like Kong: programmed routes from a backend, anything else with Kong's 404 JSON.
+Service, routes attached by the Gateway API's rules: ``allowedRoutes`` namespaces (Same, All,
+Selector) and hostnames, backend Services); it runs the controllers above too, EndpointSlices
+included. `refuse_class` makes it reject the GatewayClass. :class:`FakeKong` is an HTTP server
+on a loopback address that answers like Kong: programmed routes from a backend, anything else
+with Kong's 404 JSON.
 
 Every controller reads with ``api.get``/``api.list``, writes with ``api.update`` (optimistic:
 a :class:`~lbsync_lab.sim.status.Conflict` means someone wrote first; the next pass reads
 again), ``api.create`` and ``api.delete``, and wakes on ``api.changes()``: never the
-emulator's locks.
+emulator's locks. A manager that sees no writes passes less often (up to every
+``IDLE_INTERVAL`` seconds), so a lab left running costs little.
 """
 
 from __future__ import annotations
@@ -81,10 +88,13 @@ def _list(api: ApiServer, kind: str) -> list[Obj]:
 
 
 class DeploymentController:
-    """Deployments and their ReplicaSets, every replica ready at once."""
+    """Deployments and their ReplicaSets, every replica ready at once, except those named in
+    ``unready`` (``(namespace, name)``): their pods never turn ready, as when an image cannot
+    be pulled, so their rollout stays in progress and ``--wait`` times out."""
 
     def __init__(self, api: ApiServer) -> None:
         self.api = api
+        self.unready: set[tuple[str, str]] = set()
 
     def reconcile(self) -> None:
         sets = _list(self.api, "ReplicaSet")
@@ -92,7 +102,13 @@ class DeploymentController:
             owned = [rs for rs in sets if _owner_uid(rs) == dep["metadata"].get("uid")]
             self._deployment(dep, owned)
         for rs in _list(self.api, "ReplicaSet"):
-            self._replicaset_status(rs)
+            self._replicaset_status(rs, self._owner_unready(rs))
+
+    def _owner_unready(self, rs: Obj) -> bool:
+        owner = next((r for r in rs["metadata"].get("ownerReferences") or []
+                      if r.get("kind") == "Deployment"), None)
+        return owner is not None and (rs["metadata"]["namespace"], owner.get("name")) in (
+            self.unready)
 
     def _deployment(self, dep: Obj, owned: list[Obj]) -> None:
         template = copy.deepcopy((dep.get("spec") or {}).get("template") or {})
@@ -139,11 +155,13 @@ class DeploymentController:
         with contextlib.suppress(ApiError):  # already made by an earlier pass, or ns gone
             self.api.create(rs)
 
-    def _replicaset_status(self, rs: Obj) -> None:
+    def _replicaset_status(self, rs: Obj, unready: bool = False) -> None:
         n = int((rs.get("spec") or {}).get("replicas", 1))
         status: Obj = {"replicas": n, "observedGeneration": rs["metadata"].get("generation", 1)}
         if n:
-            status.update(fullyLabeledReplicas=n, readyReplicas=n, availableReplicas=n)
+            status["fullyLabeledReplicas"] = n
+            if not unready:
+                status.update(readyReplicas=n, availableReplicas=n)
         if rs.get("status") != status:
             rs["status"] = status
             write(self.api, rs)
@@ -151,6 +169,7 @@ class DeploymentController:
     def _deployment_status(self, dep: Obj, rs_name: str, replicas: int, revision: str) -> None:
         gen = dep["metadata"].get("generation", 1)
         old = dep.get("status") or {}
+        unready = (dep["metadata"]["namespace"], dep["metadata"]["name"]) in self.unready
         status: Obj = {"observedGeneration": gen, "replicas": replicas,
                        "updatedReplicas": replicas, "readyReplicas": replicas,
                        "availableReplicas": replicas}
@@ -158,13 +177,26 @@ class DeploymentController:
             for k in ("readyReplicas", "availableReplicas", "updatedReplicas"):
                 del status[k]
         now = _now()
-        status["conditions"] = [
-            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-             "message": "Deployment has minimum availability.", "lastUpdateTime": now,
-             "lastTransitionTime": now},
-            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-             "message": f'ReplicaSet "{rs_name}" has successfully progressed.',
-             "lastUpdateTime": now, "lastTransitionTime": now}]
+        if unready and replicas:
+            # What kube-controller-manager reports while the new pods are not ready.
+            for k in ("readyReplicas", "availableReplicas"):
+                del status[k]
+            status["unavailableReplicas"] = replicas
+            status["conditions"] = [
+                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                 "message": "Deployment does not have minimum availability.",
+                 "lastUpdateTime": now, "lastTransitionTime": now},
+                {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                 "message": f'ReplicaSet "{rs_name}" is progressing.',
+                 "lastUpdateTime": now, "lastTransitionTime": now}]
+        else:
+            status["conditions"] = [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                 "message": "Deployment has minimum availability.", "lastUpdateTime": now,
+                 "lastTransitionTime": now},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                 "message": f'ReplicaSet "{rs_name}" has successfully progressed.',
+                 "lastUpdateTime": now, "lastTransitionTime": now}]
         annotations = dep["metadata"].get("annotations") or {}
         if _without_times(old) == _without_times(status) and annotations.get(
                 REVISION) == revision:
@@ -200,7 +232,8 @@ def _without_times(status: Obj) -> Obj:
 
 
 class TokenController:
-    """Fills ServiceAccount token Secrets, as kube-controller-manager's token controller."""
+    """Fills ServiceAccount token Secrets, as kube-controller-manager's token controller
+    (``per_account=False``: with the admin token, for a lab that wants no RBAC)."""
 
     def __init__(self, api: ApiServer, per_account: bool = True) -> None:
         self.api = api
@@ -219,14 +252,76 @@ class TokenController:
                 token = self.api.tokens.legacy(ns, account, secret)
                 annotations[SA_UID] = account["metadata"].get("uid", "")
             else:
-                # The bootstrap tests' older mode: the emulator's admin token, so that the
-                # kubeconfig written from it can do everything.
+                # A lab without RBAC: the emulator's admin token.
                 token = self.api.token or "sa-token-for-lbsync"
             secret["data"] = {
                 "token": base64.b64encode(token.encode()).decode(),
                 "ca.crt": base64.b64encode(self.api.ca_path.read_bytes()).decode(),
                 "namespace": base64.b64encode(ns.encode()).decode()}
             write(self.api, secret)
+
+
+class EndpointSliceController:
+    """One EndpointSlice per Service with a selector, as kube-controller-manager's: an
+    endpoint per replica of each Deployment whose pod template the selector matches (no Pods
+    exist: made-up pod addresses in 10.244.0.0/16), ready when the Deployment is available,
+    ports resolved by name from the pod template. Owned by the Service, so they go with it."""
+
+    def __init__(self, api: ApiServer, deployments: DeploymentController) -> None:
+        self.api = api
+        self.deployments = deployments
+
+    def reconcile(self) -> None:
+        deps = _list(self.api, "Deployment")
+        slices = {(s["metadata"]["namespace"], s["metadata"]["name"]): s
+                  for s in _list(self.api, "EndpointSlice")}
+        for svc in _list(self.api, "Service"):
+            selector = (svc.get("spec") or {}).get("selector") or {}
+            if selector:
+                self._slice(svc, selector, deps, slices)
+
+    def _slice(self, svc: Obj, selector: dict[str, str], deps: list[Obj],
+               slices: dict[tuple[str, str], Obj]) -> None:
+        meta = svc["metadata"]
+        ns = meta["namespace"]
+        matched = [d for d in deps if d["metadata"]["namespace"] == ns and selector.items() <= (
+            ((d["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+        ).items()]
+        endpoints, ports = [], []
+        for dep in matched:
+            ready = (ns, dep["metadata"]["name"]) not in self.deployments.unready
+            digest = hashlib.sha256(dep["metadata"]["name"].encode()).digest()
+            for i in range(int(dep["spec"].get("replicas", 1))):
+                endpoints.append({"addresses": [f"10.244.{digest[0]}.{(digest[1] + i) % 254 + 1}"],
+                                  "conditions": {"ready": ready, "serving": ready,
+                                                 "terminating": False}})
+        containers = [c for d in matched[:1] for c in
+                      (d["spec"].get("template") or {}).get("spec", {}).get("containers") or []]
+        by_name = {p["name"]: p["containerPort"] for c in containers for p in c.get("ports") or []
+                   if p.get("name")}
+        for p in (svc.get("spec") or {}).get("ports") or []:
+            target = p.get("targetPort", p.get("port"))
+            number = by_name.get(target) if isinstance(target, str) else target
+            if number is not None:
+                ports.append({"name": p.get("name", ""), "port": int(number),
+                              "protocol": p.get("protocol", "TCP")})
+        name = f"{meta['name']}-{template_hash({'service': meta.get('uid')})[:5]}"
+        want: Obj = {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns, "labels": {
+                "kubernetes.io/service-name": meta["name"],
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": meta["name"],
+                                     "uid": meta.get("uid"), "controller": True,
+                                     "blockOwnerDeletion": True}]},
+            "addressType": "IPv4", "endpoints": endpoints, "ports": ports}
+        have = slices.get((ns, name))
+        if have is None:
+            with contextlib.suppress(ApiError):  # made by an earlier pass, or the ns is gone
+                self.api.create(want)
+        elif (have.get("endpoints"), have.get("ports")) != (endpoints, ports):
+            have.update(endpoints=endpoints, ports=ports)
+            write(self.api, have)
 
 
 class GarbageCollector:
@@ -262,17 +357,21 @@ class GarbageCollector:
         return owner is None or owner["metadata"].get("uid") != ref.get("uid")
 
 
+IDLE_INTERVAL = 0.25  # seconds between passes of a controller manager that sees no writes
+
+
 class ControllerManager:
     """Runs controllers in one thread: a pass after every batch of writes (or ``interval``
     seconds without any). Use as a context manager."""
 
     def __init__(self, api: ApiServer, interval: float = 0.05,
-                 per_account_tokens: bool = True) -> None:
+                 per_account_tokens: bool = True, endpoint_slices: bool = False) -> None:
         self.api = api
         self.interval = interval
         self.deployments = DeploymentController(api)
         self.tokens = TokenController(api, per_account_tokens)
         self.gc = GarbageCollector(api)
+        self.slices = EndpointSliceController(api, self.deployments) if endpoint_slices else None
         self.fill_tokens = True
         self.errors: list[str] = []
         """What went wrong in passes (tests assert it stays empty)."""
@@ -290,11 +389,18 @@ class ControllerManager:
 
     def _run(self) -> None:
         feed = self.api.changes()
+        wait = self.interval
         while not self._stop.is_set():
-            for change in feed.wait(self.interval):
+            changes = feed.wait(wait)
+            for change in changes:
                 self.gc.observe(change.kind, change.obj)
             if self._stop.is_set():
                 break
+            # Quiet: pass less often (up to IDLE_INTERVAL), so a lab left running costs
+            # little; a pass still comes that often for what no write announces (a test
+            # flipping `unready` or `refuse_class`).
+            wait = self.interval if changes else min(wait * 2, max(self.interval,
+                                                                  IDLE_INTERVAL))
             try:
                 self.reconcile()
             except Exception as exc:  # a bug here must not stop the other controllers
@@ -305,18 +411,23 @@ class ControllerManager:
         if self.fill_tokens:
             self.tokens.reconcile()
         self.deployments.reconcile()
+        if self.slices is not None:
+            self.slices.reconcile()
         self.gc.reconcile()
 
 
 class StandInController(ControllerManager):
     """Kong's controller (KIC) writing Gateway API statuses, plus the controllers of
-    :class:`ControllerManager`. ``per_account_tokens=False`` (the default, for the bootstrap
-    tests written before the emulator had RBAC) fills token Secrets with the admin token."""
+    :class:`ControllerManager` with EndpointSlices. Routes attach to a listener as the Gateway
+    API says: ``allowedRoutes.namespaces`` (Same, All, or a Selector over the Namespace's
+    labels), the hostnames intersecting, ``sectionName`` if given; ``attachedRoutes`` counts
+    them. Token Secrets get real per-account tokens (``per_account_tokens=False``: the admin
+    token, for a lab that needs no RBAC)."""
 
     def __init__(self, api: ApiServer, kong_namespace: str = "kong",
                  proxy_service: str = "kong-gateway-proxy", interval: float = 0.02, *,
-                 per_account_tokens: bool = False) -> None:
-        super().__init__(api, interval, per_account_tokens)
+                 per_account_tokens: bool = True) -> None:
+        super().__init__(api, interval, per_account_tokens, endpoint_slices=True)
         self.ns, self.proxy = kong_namespace, proxy_service
         self.refuse_class = False
 
@@ -327,12 +438,17 @@ class StandInController(ControllerManager):
         classes = {c["metadata"]["name"]: c for c in _list(self.api, "GatewayClass")}
         for gc in classes.values():
             self._class(gc)
-        for gw in _list(self.api, "Gateway"):
-            self._gateway(gw, classes.get(gw["spec"].get("gatewayClassName", "")))
         gateways = {(g["metadata"]["namespace"], g["metadata"]["name"]): g
-                    for g in _list(self.api, "Gateway")}
-        for route in _list(self.api, "HTTPRoute"):
-            self._route(route, gateways, classes)
+                    for g in _list(self.api, "Gateway")
+                    if self._class_ok(classes.get(g["spec"].get("gatewayClassName", "")))}
+        routes = _list(self.api, "HTTPRoute")
+        namespaces = {n["metadata"]["name"]: n for n in _list(self.api, "Namespace")}
+        attached: dict[tuple[str, str, str], int] = {}
+        for route in routes:
+            self._route(route, gateways, namespaces, attached)
+        for key, gw in gateways.items():
+            self._gateway(gw, {name: n for (ns, g, name), n in attached.items()
+                               if (ns, g) == key})
 
     def _write_status(self, obj: Obj, status: Obj) -> None:
         if obj.get("status") == status:
@@ -359,13 +475,25 @@ class StandInController(ControllerManager):
         svc = self.api.get("Service", self.proxy, self.ns)
         return {p["port"] for p in ((svc or {}).get("spec") or {}).get("ports") or []}
 
+    def _addresses(self) -> list[Obj]:
+        """As KIC reports a Gateway's addresses from its publish Service: a LoadBalancer's
+        status.loadBalancer.ingress (IPs, else hostnames) once it has one, else the
+        Service's cluster IP."""
+        svc = self.api.get("Service", self.proxy, self.ns) or {}
+        spec = svc.get("spec") or {}
+        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        if spec.get("type") == "LoadBalancer" and ingress:
+            return [{"type": "IPAddress", "value": i["ip"]} if i.get("ip") else
+                    {"type": "Hostname", "value": i["hostname"]}
+                    for i in ingress if i.get("ip") or i.get("hostname")]
+        return [{"type": "IPAddress", "value": spec.get("clusterIP") or "10.96.0.80"}]
+
     def _class_ok(self, gc: Obj | None) -> bool:
+        # KIC ignores Gateways of classes it does not run unmanaged
         return bool(self._managed(gc) and gc and not self.refuse_class
                     and (gc["metadata"].get("annotations") or {}).get(UNMANAGED))
 
-    def _gateway(self, gw: Obj, gc: Obj | None) -> None:
-        if not self._class_ok(gc):
-            return  # KIC ignores Gateways of classes it does not run unmanaged
+    def _gateway(self, gw: Obj, attached: dict[str, int]) -> None:
         gen = gw["metadata"].get("generation", 1)
         ports = self._proxy_ports()
         listeners = []
@@ -375,12 +503,12 @@ class StandInController(ControllerManager):
             all_ok = all_ok and ok
             reason = "Programmed" if ok else "PortUnavailable"
             listeners.append({
-                "name": ls["name"], "attachedRoutes": 0,
+                "name": ls["name"], "attachedRoutes": attached.get(ls["name"], 0),
                 "supportedKinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
                 "conditions": [cond("Accepted", ok, "Accepted" if ok else reason, gen),
                                cond("ResolvedRefs", True, "ResolvedRefs", gen),
                                cond("Programmed", ok, reason, gen)]})
-        status = {"addresses": [{"type": "IPAddress", "value": "10.96.0.80"}],
+        status = {"addresses": self._addresses(),
                   "conditions": [cond("Accepted", True, "Accepted", gen),
                                  cond("Programmed", all_ok, "Programmed" if all_ok else "Invalid",
                                       gen)],
@@ -397,40 +525,97 @@ class StandInController(ControllerManager):
         self._write_status(gw, status)
 
     def _route(self, route: Obj, gateways: dict[tuple[str, str], Obj],
-               classes: dict[str, Obj]) -> None:
+               namespaces: dict[str, Obj], attached: dict[tuple[str, str, str], int]) -> None:
         rns = route["metadata"]["namespace"]
         gen = route["metadata"].get("generation", 1)
         parents = []
         for pref in route["spec"].get("parentRefs") or []:
             key = (pref.get("namespace", rns), pref["name"])
             gw = gateways.get(key)
-            if gw is None or not self._class_ok(classes.get(gw["spec"]["gatewayClassName"])):
+            if gw is None:
                 continue
-            allowed = all(
-                (ls.get("allowedRoutes") or {}).get("namespaces", {}).get("from", "Same") == "All"
-                or rns == key[0] for ls in gw["spec"].get("listeners") or [])
+            verdicts = {ls["name"]: _listener_admits(ls, key[0], route, namespaces.get(rns))
+                        for ls in gw["spec"].get("listeners") or []
+                        if pref.get("sectionName") in (None, ls["name"])}
+            accepted = [name for name, why in verdicts.items() if not why]
+            for name in accepted:
+                attached[(*key, name)] = attached.get((*key, name), 0) + 1
+            why = "" if accepted else ("NoMatchingListenerHostname" if any(
+                w == "NoMatchingListenerHostname" for w in verdicts.values())
+                else "NotAllowedByListeners")
             backends_ok = all(
                 self.api.get("Service", b["name"], b.get("namespace", rns)) is not None
                 for rule in route["spec"].get("rules") or [] for b in rule.get("backendRefs") or [])
+            ok = not why and backends_ok
             parents.append({
                 "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway",
                               "namespace": key[0], "name": key[1]},
                 "controllerName": KIC,
                 "conditions": [
-                    cond("Accepted", allowed, "Accepted" if allowed else "NotAllowedByListeners",
-                         gen),
+                    cond("Accepted", not why, why or "Accepted", gen),
                     cond("ResolvedRefs", backends_ok,
                          "ResolvedRefs" if backends_ok else "BackendNotFound", gen),
-                    cond("Programmed", allowed and backends_ok,
-                         "ConfiguredInGateway" if allowed and backends_ok else "Pending", gen)]})
+                    cond("Programmed", ok, "ConfiguredInGateway" if ok else "Pending", gen)]})
         if parents:
             self._write_status(route, {"parents": parents})
+
+
+def _listener_admits(listener: Obj, gateway_ns: str, route: Obj, namespace: Obj | None) -> str:
+    """Why a listener does not admit a route ("" when it does), as the Gateway API defines
+    it: the route's namespace first, then its hostnames."""
+    allowed = ((listener.get("allowedRoutes") or {}).get("namespaces") or {})
+    source = allowed.get("from", "Same")
+    rns = route["metadata"]["namespace"]
+    labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
+    if not (source == "All" or (source == "Same" and rns == gateway_ns) or (
+            source == "Selector" and namespace is not None
+            and selector_matches(allowed.get("selector") or {}, labels))):
+        return "NotAllowedByListeners"
+    host = listener.get("hostname")
+    names = route["spec"].get("hostnames") or []
+    if host and names and not any(hostnames_intersect(host, n) for n in names):
+        return "NoMatchingListenerHostname"
+    return ""
+
+
+def selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
+    """A metav1.LabelSelector (matchLabels and matchExpressions) against labels; the empty
+    selector matches everything."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def hostnames_intersect(a: str, b: str) -> bool:
+    """Whether a listener's and a route's hostnames have a host in common (a leading ``*.``
+    stands for one or more labels)."""
+    if a == b:
+        return True
+    if a.startswith("*.") and b.startswith("*."):
+        return a.endswith(b[1:]) or b.endswith(a[1:])
+    if a.startswith("*."):
+        return b.endswith(a[1:])
+    if b.startswith("*."):
+        return a.endswith(b[1:])
+    return False
 
 
 class FakeKong:
     """Answers like Kong's proxy for the routes the stand-in controller marked Programmed."""
 
-    def __init__(self, api: ApiServer, address: str = "127.0.20.1") -> None:
+    def __init__(self, api: ApiServer, address: str = "127.0.20.1", port: int = 0) -> None:
+        """On `address`:`port` (0: any free port; a node port, to stand where NGINX sends
+        traffic)."""
         self.api = api
         self.requests: list[tuple[str, str]] = []
         fake = self
@@ -457,7 +642,7 @@ class FakeKong:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer((address, 0), Handler)
+        self.server = ThreadingHTTPServer((address, port), Handler)
         self.address, self.port = address, self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lbsync import config
 from lbsync.daemon import Daemon
 from lbsync.httpapi import HttpApi
+from lbsync.notify import Notifier
 from lbsync_lab.nginx import PrivateNginx
 
 
@@ -40,9 +41,10 @@ class Running:
         self.daemon, self.http, self.nginx, self.thread = daemon, http, nginx, thread
 
     @classmethod
-    def start(cls, path: Path, nginx: PrivateNginx | None = None) -> Running:
+    def start(cls, path: Path, nginx: PrivateNginx | None = None,
+              notifier: Notifier | None = None) -> Running:
         cfg = config.load(path)
-        daemon = Daemon(cfg, config_path=path, registry=CollectorRegistry())
+        daemon = Daemon(cfg, config_path=path, registry=CollectorRegistry(), notifier=notifier)
         http = HttpApi(daemon, cfg.http.host, cfg.http.port)
         http.start()
         ready = threading.Event()

@@ -56,9 +56,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+STREAM_PLACEHOLDER = "# no LoadBalancer Services yet\n"
+
+
 class PrivateNginx:
-    def __init__(self, prefix: Path, port: int | None = None, upstream: str = "k8s_cluster"):
+    def __init__(self, prefix: Path, port: int | None = None, upstream: str = "k8s_cluster",
+                 stream_listen: tuple[str, ...] = ("127.0.0.1",)):
         self.prefix = prefix.resolve()
+        # Addresses root lets LoadBalancer listeners use (the publisher's --stream-listen).
+        self.stream_listen = stream_listen
         self.port = port or free_port()
         self.upstream = upstream
         self.conf = self.prefix / "nginx.conf"
@@ -97,8 +104,15 @@ class PrivateNginx:
     def test_command(self) -> tuple[str, ...]:
         """lbsync's test command: publish the staged files, as root does on a gateway
         (loopback allowed: the lab's nodes live there), then `nginx -t`."""
+        listen = [arg for address in self.stream_listen
+                  for arg in ("--stream-listen", address)]
         return (sys.executable, "-m", "lbsync.publish", str(self.staged), str(self.live),
-                "--allow-loopback", "--", *self.nginx_test)
+                "--allow-loopback", *listen, "--reserved-ports", f"22,{self.port}", "--",
+                *self.nginx_test)
+
+    @property
+    def stream_output(self) -> Path:
+        return self.live / "loadbalancer.stream"
 
     @property
     def reload_command(self) -> tuple[str, ...]:
@@ -119,10 +133,16 @@ class PrivateNginx:
         os.chmod(self.live, 0o755)
         if not self.output.exists():
             self.output.write_text(PLACEHOLDER)
+        if not self.stream_output.exists():
+            self.stream_output.write_text(STREAM_PLACEHOLDER)
         (self.conf_d / "site.conf").write_text(self.site())
         temp = self.prefix / "temp"
+        # Debian builds the stream module as a module (libnginx-mod-stream).
+        stream = (f"stream {{ include {self.stream_output}; }}\n"
+                  if STREAM_MODULE.exists() else "")
+        load = f"load_module {STREAM_MODULE};\n" if stream else ""
         self.conf.write_text(f"""\
-worker_processes 1;
+{load}worker_processes 1;
 pid {self.pid_file};
 error_log {self.error_log} info;
 events {{ worker_connections 512; }}
@@ -135,7 +155,7 @@ http {{
     scgi_temp_path {temp}/scgi;
     include {self.conf_d}/*.conf;
 }}
-""")
+{stream}""")
 
     def start(self, timeout: float = 10.0) -> None:
         self.write_config()

@@ -199,3 +199,30 @@ class StandinPool:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+class EchoNode:
+    """A raw TCP service on a node port: echoes what it reads, prefixed with its name (what a
+    TLS-passthrough or database Service looks like to the gateway: bytes, not HTTP)."""
+
+    def __init__(self, name: str, address: str, port: int) -> None:
+        import socketserver
+
+        outer_name = name
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                data = self.request.recv(4096)
+                if data:
+                    self.request.sendall(outer_name.encode() + b" " + data)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server((address, port), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

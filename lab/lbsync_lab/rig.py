@@ -101,7 +101,7 @@ def config_doc(api: ApiServer | Path, nginx: PrivateNginx | None, /, **sections:
         doc["nginx"] = {"servers_dir": str(nginx.staged),
                         "test_command": list(nginx.test_command),
                         "reload_command": list(nginx.reload_command),
-                        "pid_file": str(nginx.pid_file),
+                        "pid_file": str(nginx.pid_file), "error_log": str(nginx.error_log),
                         "state_dir": str(nginx.prefix / "lbsync-state")}
     return merge(doc, sections)
 
@@ -187,20 +187,38 @@ class Lab:
         self.stop()
 
 
+class EmulatorProcess:
+    """A running standalone emulator: its kubeconfig, and its fault commands."""
+
+    def __init__(self, proc: subprocess.Popen[str], kubeconfig: Path) -> None:
+        self.proc, self.kubeconfig = proc, kubeconfig
+
+    def control(self, command: str) -> None:
+        """`compact` or `drop-watches` (see `python -m lbsync_lab.sim --help`), done when
+        this returns."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if answer != f"ok {command}":
+            raise RuntimeError(f"emulator: {command}: {answer or 'no answer'}")
+
+
 @contextlib.contextmanager
-def emulator_process(workdir: Path, nodes: int) -> Iterator[Path]:
-    """The emulator as its own process with `nodes` Nodes and Kong's proxy Service; yields
-    its kubeconfig. Benchmarks use it so that the emulator's CPU is not lbsync's."""
+def emulator_process(workdir: Path, nodes: int, *options: str) -> Iterator[EmulatorProcess]:
+    """The emulator as its own process with `nodes` Nodes and Kong's proxy Service.
+    Benchmarks use it so that the emulator's CPU is not lbsync's. `options` are more of its
+    command line (`--watch-list off`)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "lbsync_lab.sim", "--nodes", str(nodes), "--demo-objects",
-         "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, env=child_env())
+         "--workdir", str(workdir), "--stdin-control", *options], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=child_env())
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         if not line:
             raise RuntimeError(f"the emulator did not start (exit {proc.wait()})")
-        yield Path(line)
+        yield EmulatorProcess(proc, Path(line))
     finally:
         proc.terminate()
         proc.wait()

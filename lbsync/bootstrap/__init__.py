@@ -2,6 +2,7 @@
 
 The package owns the companion installer. Its pure core (configuration, manifest rendering,
 plan/diff, condition evaluation, doctor and pre-check rules) lives in modules that do no I/O;
-`kube`, `helm` and `verify` are the edges that talk to the cluster, the helm binary and the
-network; `actions` sequences them; `cli` wires everything to argparse.
+`cluster` (over `lbsync.kube`), `helm` and `verify` are the edges that talk to the cluster,
+the helm binary (3.17+ or 4) and the network; `actions` sequences them; `cli` wires
+everything to argparse.
 """

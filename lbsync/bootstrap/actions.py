@@ -1,9 +1,13 @@
-"""Sequencing: `apply`, the waits, `--write-kubeconfig`, and `uninstall`.
+"""Sequencing: `apply`, the waits, the gateway host's kubeconfig (and its renewal), and
+`uninstall`.
 
-Owns the order of steps (CRDs, namespaces, RBAC, Helm, then the Gateway API objects), turning
-each into `Result`s (done/unchanged/failed), polling waits with timeouts and hints, and the
-reverse order for uninstall. Talks to the cluster and helm only through `Cluster` and `Helm`,
-so it can be driven against the emulator or a fake.
+Owns the order of steps (CRDs, namespaces, RBAC, Helm, then the Gateway API objects), what
+each step depends on (a failed step stops the steps that need it: `apply` stops at the first
+failure; `uninstall` goes on with independent steps but never deletes a namespace whose helm
+release could not be removed, since that would orphan the chart's cluster-scoped objects),
+turning each into `Result`s (done/unchanged/failed), polling waits with timeouts and hints,
+and explaining a helm `--wait` timeout by the Deployments' own conditions. Talks to the
+cluster and helm only through `Cluster` and `Helm`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from lbsync.bootstrap.cluster import Cluster
 from lbsync.bootstrap.conditions import Verdict
 from lbsync.bootstrap.config import BootstrapConfig
 from lbsync.bootstrap.helm import Helm
-from lbsync.bootstrap.manifests import Obj, ref
+from lbsync.bootstrap.manifests import FIELD_MANAGER, Obj, ref
 from lbsync.bootstrap.plan import needs_apply, resource_version
 from lbsync.bootstrap.report import Report, Result, Status
 from lbsync.errors import ApiError, ConfigError, HelmError
@@ -32,6 +36,14 @@ from lbsync.errors import ApiError, ConfigError, HelmError
 CRD_API = "apiextensions.k8s.io/v1"
 GW_API = manifests.GATEWAY_API_VERSION
 Step = Callable[["Context", bool], Iterator[Result]]
+# Chart objects at cluster scope: helm removes them only while its release record (a Secret
+# in the release's namespace) exists, so uninstall looks for any it left behind.
+CHART_CLUSTER_KINDS = (
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("networking.k8s.io/v1", "IngressClass"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+)
 
 
 @dataclass
@@ -49,15 +61,24 @@ class Context:
     on_result: Callable[[Result], None] = field(default=lambda r: None)
 
 
+@dataclass(frozen=True)
+class StepSpec:
+    """One step: its label, what it runs, and the labels of the steps it needs."""
+
+    label: str
+    run: Step
+    needs: tuple[str, ...] = ()
+
+
 # ---- objects ---------------------------------------------------------------------------------
 
 def apply_object(ctx: Context, obj: Obj, dry_run: bool, *, force: bool = False) -> Result:
-    """Server-side apply one object; changed iff it is new or its resourceVersion moved."""
+    """Server-side apply one object, only when it would change: a rerun writes nothing."""
     meta = obj["metadata"]
     live = ctx.cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+    if not needs_apply(obj, live, FIELD_MANAGER):
+        return Result(ref(obj), Status.UNCHANGED)
     if dry_run:
-        if not needs_apply(obj, live):
-            return Result(ref(obj), Status.UNCHANGED)
         return Result(ref(obj), Status.WOULD_CHANGE, "would create" if live is None
                       else "would update")
     applied = ctx.cluster.apply(obj, force=force or ctx.force_conflicts)
@@ -161,7 +182,8 @@ def apply_crds(ctx: Context, bundle: list[Obj], dry_run: bool) -> Iterator[Resul
         # `kubectl apply` of the same bundle would otherwise conflict on every field.
         result = apply_object(ctx, crd, dry_run, force=True)
         yield Result(what, result.status, _crd_message(result, plan))
-        applied.append(name)
+        if result.status is Status.DONE:
+            applied.append(name)
     if dry_run:
         return
     for name in applied:
@@ -184,92 +206,171 @@ def step_gateway_api_crds(ctx: Context, dry_run: bool) -> Iterator[Result]:
 
 # ---- Helm ------------------------------------------------------------------------------------
 
+def helm_release_name(cfg: BootstrapConfig) -> str:
+    return f"helm release {cfg.kong.namespace}/{cfg.kong.release} ({helm.chart_ref(cfg)})"
+
+
 def step_helm(ctx: Context, dry_run: bool) -> Iterator[Result]:
     cfg = ctx.cfg
-    yield _helm_repo(ctx, dry_run)
     release = ctx.helm.release(cfg.kong.release, cfg.kong.namespace)
     live_values = ctx.helm.values(cfg.kong.release, cfg.kong.namespace) if release else None
     values = manifests.helm_values(cfg)
-    what = f"helm release {cfg.kong.namespace}/{cfg.kong.release} ({helm.chart_ref(cfg)})"
+    what = helm_release_name(cfg)
     if helm.release_up_to_date(cfg, release, live_values, values):
-        yield Result(what, Status.UNCHANGED, "deployed with these values")
+        yield Result(what, Status.UNCHANGED, f"deployed with these values (revision "
+                     f"{release.revision if release else '?'})")
         return
     if dry_run:
-        yield Result(what, Status.WOULD_CHANGE, "would upgrade" if release else "would install")
+        # helm's own server-side dry run: what would stop the real one stops this one.
+        ctx.helm.upgrade(cfg, values, dry_run=True)
+        yield Result(what, Status.WOULD_CHANGE, f"{_would(release)} (helm's dry run passes)")
         return
     if release is not None:
         # Helm installs a chart's CRDs on first install only; an upgrade must bring them itself.
         text = ctx.helm.show_crds(cfg)
         if text.strip():
-            for crd in crds.parse_bundle(text, f"helm show crds {cfg.kong.chart}"):
+            for crd in crds.parse_bundle(text, f"helm show crds {helm.chart_name(cfg)}"):
                 yield apply_object(ctx, crd, dry_run, force=True)
-    yield _helm_upgrade(ctx, what, values, upgrading=release is not None)
+    yield _helm_upgrade(ctx, what, values, release)
 
 
-def _helm_repo(ctx: Context, dry_run: bool) -> Result:
-    cfg = ctx.cfg
-    what = f"helm repo {cfg.kong.repo_name}"
-    if helm.repo_present(ctx.helm.repos(), cfg.kong.repo_name, cfg.kong.repo_url):
-        return Result(what, Status.UNCHANGED, cfg.kong.repo_url)
-    if dry_run:
-        return Result(what, Status.WOULD_CHANGE, f"would add {cfg.kong.repo_url}")
-    ctx.helm.run("repo", "add", cfg.kong.repo_name, cfg.kong.repo_url, "--force-update")
-    return Result(what, Status.DONE, f"added {cfg.kong.repo_url}")
+def _would(release: helm.Release | None) -> str:
+    if release is None:
+        return "would install"
+    if release.status != "deployed":
+        return f"would upgrade (release is {release.status})"
+    return f"would upgrade from {release.chart}"
 
 
-def _helm_upgrade(ctx: Context, what: str, values: Obj, *, upgrading: bool) -> Result:
-    # A repo added long ago has a stale index that may not list the pinned chart version.
-    ctx.helm.run("repo", "update", ctx.cfg.kong.repo_name)
-    with files.private_dir("lbsync-bootstrap-") as tmp:
-        values_file = tmp / "values.yaml"
-        files.write_private(values_file, yaml.safe_dump(values, sort_keys=False))
-        argv = helm.upgrade_argv(ctx.cfg, str(values_file), ctx.cfg.wait_timeout)
-        ctx.helm.run(*argv, timeout=ctx.cfg.wait_timeout + 60)
-    return Result(what, Status.DONE, "upgraded" if upgrading else "installed")
+def _helm_upgrade(ctx: Context, what: str, values: Obj, release: helm.Release | None) -> Result:
+    try:
+        ctx.helm.upgrade(ctx.cfg, values)
+    except HelmError as exc:
+        if helm.is_wait_timeout(str(exc)):
+            # helm 3 says only "context deadline exceeded": say which Deployment waited.
+            raise HelmError(f"{exc}; {not_ready(ctx)}") from None
+        raise
+    if release is None:
+        return Result(what, Status.DONE, "installed")
+    return Result(what, Status.DONE, f"upgraded from {release.chart} ({release.status})")
+
+
+def not_ready(ctx: Context) -> str:
+    """What the release's Deployments say now, for a helm wait that timed out."""
+    ns = ctx.cfg.kong.namespace
+    waiting = []
+    for name in ctx.cfg.kong.deployments:
+        try:
+            verdict = conditions.deployment(ctx.cluster.get("apps/v1", "Deployment", name, ns),
+                                            name)
+        except ApiError as exc:
+            waiting.append(f"Deployment {ns}/{name}: cannot read it ({exc})")
+            continue
+        if not verdict.ok:
+            waiting.append(verdict.message.replace(f"Deployment {name}",
+                                                   f"Deployment {ns}/{name}", 1))
+    if not waiting:
+        return "the Deployments are available now; another resource of the release was not ready"
+    return "not ready: " + "; ".join(waiting)
 
 
 # ---- apply -----------------------------------------------------------------------------------
 
 def step_cluster_objects(ctx: Context, dry_run: bool) -> Iterator[Result]:
     yield from apply_objects(ctx, manifests.cluster_objects(ctx.cfg), dry_run)
+    yield from _legacy_token_left(ctx)
+    if not ctx.cfg.loadbalancer.enabled:
+        yield from _loadbalancer_access_left(ctx, dry_run)
+
+
+def _loadbalancer_access_left(ctx: Context, dry_run: bool) -> Iterator[Result]:
+    """Loadbalancer mode turned off: the rights it granted go with it (ours only, by label),
+    or the account could still write Service statuses."""
+    for obj in reversed(manifests.loadbalancer_access_objects(ctx.cfg)):
+        meta = obj["metadata"]
+        live = ctx.cluster.get(obj["apiVersion"], obj["kind"], meta["name"],
+                               meta.get("namespace"))
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        if live is None or not manifests.MANAGED_LABELS.items() <= labels.items():
+            continue
+        if dry_run:
+            yield Result(manifests.ref(obj), Status.WOULD_CHANGE,
+                         "would delete: loadbalancer.enabled is off")
+        else:
+            result = _delete(ctx, obj["apiVersion"], obj["kind"], meta["name"],
+                             meta.get("namespace"))
+            yield Result(result.name, result.status, "loadbalancer.enabled is off")
+
+
+def _legacy_token_left(ctx: Context) -> Iterator[Result]:
+    """With a bound token (`access.credential: token-request`), a never-expiring token Secret
+    from an earlier install is a standing credential: say so. It is not deleted here, since a
+    gateway host may still use it until it has a renewed kubeconfig."""
+    cfg = ctx.cfg
+    if cfg.access.credential != "token-request":
+        return
+    name = manifests.token_secret_name(cfg)
+    live = ctx.cluster.get("v1", "Secret", name, cfg.access.namespace)
+    labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+    if live is not None and manifests.MANAGED_LABELS.items() <= labels.items():
+        yield Result(f"Secret/{cfg.access.namespace}/{name}", Status.SKIPPED,
+                     "kept: it holds a never-expiring token (access.credential: secret); "
+                     f"delete it (kubectl -n {cfg.access.namespace} delete secret {name}) once "
+                     "the gateway host uses a kubeconfig from --write-kubeconfig or renew-token")
 
 
 def step_gateway_objects(ctx: Context, dry_run: bool) -> Iterator[Result]:
     yield from apply_objects(ctx, manifests.gateway_objects(ctx.cfg), dry_run)
 
 
-APPLY_STEPS: list[tuple[str, Step]] = [
-    ("Gateway API CRDs", step_gateway_api_crds),
-    ("namespaces and lbsync access", step_cluster_objects),
-    ("Kong (helm)", step_helm),
-    ("Kong Deployments", wait_deployments),
-    ("GatewayClass, Gateway, HTTPRoutes", step_gateway_objects),
-    ("Gateway API status", wait_gateway_api),
+APPLY_STEPS: list[StepSpec] = [
+    StepSpec("Gateway API CRDs", step_gateway_api_crds),
+    StepSpec("namespaces and lbsync access", step_cluster_objects, ("Gateway API CRDs",)),
+    StepSpec("Kong (helm)", step_helm, ("namespaces and lbsync access",)),
+    StepSpec("Kong Deployments", wait_deployments, ("Kong (helm)",)),
+    StepSpec("GatewayClass, Gateway, HTTPRoutes", step_gateway_objects, ("Kong Deployments",)),
+    StepSpec("Gateway API status", wait_gateway_api, ("GatewayClass, Gateway, HTTPRoutes",)),
 ]
 
 
-def run_steps(ctx: Context, report: Report, steps: list[tuple[str, Step]], dry_run: bool,
-              *, keep_going: bool = False) -> Report:
-    """Run steps in order, streaming results; stop at the first failure unless told not to."""
-    for label, step in steps:
-        try:
-            for result in step(ctx, dry_run):
-                _record(ctx, report, result)
-                if result.status.failed and not keep_going:
-                    break  # later results of a step depend on earlier ones (waits, CRDs)
-        except (ApiError, HelmError, ConfigError) as exc:
-            _record(ctx, report, Result(label, Status.FAILED, str(exc), _hint(exc)))
-        if report.failed and not keep_going:
+def run_steps(ctx: Context, report: Report, steps: list[StepSpec], dry_run: bool, *,
+              keep_going: bool = False) -> Report:
+    """Run steps in order, streaming results; a failure inside a step ends that step (its
+    later results depend on earlier ones: waits, CRDs). Then stop, or with `keep_going` run
+    the steps that do not need a failed one (a step whose needs failed says so)."""
+    failed: set[str] = set()
+    for spec in steps:
+        if failed and not keep_going:
             break
+        blocked = [n for n in spec.needs if n in failed]
+        if blocked:
+            failed.add(spec.label)
+            _record(ctx, report, Result(spec.label, Status.SKIPPED,
+                                        f"not run: {', '.join(blocked)} did not succeed"))
+            continue
+        try:
+            for result in spec.run(ctx, dry_run):
+                _record(ctx, report, result)
+                if result.status.failed:
+                    failed.add(spec.label)
+                    break
+        except (ApiError, HelmError, ConfigError) as exc:
+            failed.add(spec.label)
+            _record(ctx, report, Result(spec.label, Status.FAILED, str(exc),
+                                        _hint(ctx.cfg, exc)))
     return report
 
 
-def _hint(exc: Exception) -> str:
+def _hint(cfg: BootstrapConfig, exc: Exception) -> str:
+    if isinstance(exc, HelmError):
+        return helm.hint(cfg, str(exc))
     if isinstance(exc, ApiError) and exc.status == 409:
         return ("another field manager changed fields lbsync manages (kubectl edit?); rerun "
                 "apply with --force-conflicts to take them back")
     if isinstance(exc, ApiError) and exc.status == 403:
         return "the admin kubeconfig lacks a permission; see `lbsync bootstrap check --pre`"
+    if isinstance(exc, ApiError) and exc.status == 404 and str(exc).startswith("TokenRequest"):
+        return "run `lbsync bootstrap apply` first: it creates the ServiceAccount"
     return ""
 
 
@@ -279,13 +380,15 @@ def _record(ctx: Context, report: Report, result: Result) -> None:
 
 
 def apply(ctx: Context, dry_run: bool = False) -> Report:
+    """Every step needs the one before it: stop at the first failure."""
     return run_steps(ctx, Report("apply"), APPLY_STEPS, dry_run)
 
 
 # ---- kubeconfig for the gateway host ---------------------------------------------------------
 
 def read_token(ctx: Context, timeout: float) -> tuple[str, bytes | None]:
-    """Wait for the token controller to fill the Secret; return (token, CA PEM or None)."""
+    """`access.credential: secret`: wait for the token controller to fill the Secret; return
+    (token, CA PEM or None)."""
     cfg = ctx.cfg
     name = manifests.token_secret_name(cfg)
     fetch = _getter(ctx, "v1", "Secret", name, cfg.access.namespace)
@@ -307,20 +410,76 @@ def _token_verdict(obj: Obj | None) -> Verdict:
     return Verdict(False, "no token yet")
 
 
+def cluster_ca(ctx: Context) -> bytes | None:
+    """The cluster's CA as every namespace publishes it (ConfigMap kube-root-ca.crt), for
+    when the admin kubeconfig names none."""
+    cm = ctx.cluster.get("v1", "ConfigMap", "kube-root-ca.crt", ctx.cfg.access.namespace)
+    pem = ((cm or {}).get("data") or {}).get("ca.crt")
+    return pem.encode() if isinstance(pem, str) and pem else None
+
+
 def write_kubeconfig(ctx: Context, server: str, admin_ca: bytes | None, insecure: bool,
                      path: str, config_path: str | None, kubeconfig_ref: str) -> list[Result]:
-    token, ca = read_token(ctx, min(ctx.cfg.wait_timeout, 60.0))
-    doc = manifests.render_kubeconfig(server, ca or admin_ca, token, insecure=insecure)
+    """The gateway host's kubeconfig: a bound token from a TokenRequest (the default), or
+    the never-expiring token of the Secret (`access.credential: secret`)."""
+    cfg = ctx.cfg
+    account = f"ServiceAccount {cfg.access.namespace}/{cfg.access.service_account}"
+    if cfg.access.credential == "secret":
+        token, ca = read_token(ctx, min(cfg.wait_timeout, 60.0))
+        validity = "a never-expiring token (access.credential: secret)"
+    else:
+        token, expires = ctx.cluster.request_token(
+            cfg.access.namespace, cfg.access.service_account, cfg.access.token_seconds)
+        ca = None
+        validity = f"token expires {expires}; renew with `lbsync bootstrap renew-token`"
+    doc = manifests.render_kubeconfig(server, ca or admin_ca or cluster_ca(ctx), token,
+                                      insecure=insecure)
     files.write_private(Path(path), yaml.safe_dump(doc, sort_keys=False))
-    results = [Result(f"kubeconfig {path}", Status.DONE,
-                      f"ServiceAccount {ctx.cfg.access.namespace}/{ctx.cfg.access.service_account} "
-                      f"at {server}")]
+    results = [Result(f"kubeconfig {path}", Status.DONE, f"{account} at {server}; {validity}")]
     if config_path:
-        conf = manifests.render_lbsync_config(ctx.cfg, kubeconfig_ref)
+        conf = manifests.render_lbsync_config(cfg, kubeconfig_ref)
         files.write_private(Path(config_path), yaml.safe_dump(conf, sort_keys=False))
         results.append(Result(f"lbsync config {config_path}", Status.DONE,
                               f"kubeconfig {kubeconfig_ref}"))
     return results
+
+
+def current_expiry(path: str) -> int | None:
+    """When the token in an existing kubeconfig expires (None: no file, no token, or it
+    never expires)."""
+    raw = files.read(Path(path))
+    if raw is None:
+        return None
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return None
+    token = manifests.kubeconfig_token(doc)
+    return manifests.token_expiry(token) if token else None
+
+
+def renew_token(ctx: Context, server: str, admin_ca: bytes | None, insecure: bool, path: str,
+                if_expires_within: float | None, now: float) -> Report:
+    """A fresh bound token in the gateway host's kubeconfig. With `if_expires_within`, only
+    when the file's token expires sooner than that (so a timer may run it often)."""
+    report = Report("renew-token")
+    if ctx.cfg.access.credential != "token-request":
+        raise ConfigError("access.credential: secret: that token never expires; to rotate it "
+                          "delete the Secret and rerun apply --write-kubeconfig")
+    if if_expires_within is not None:
+        exp = current_expiry(path)
+        if exp is not None and exp - now > if_expires_within:
+            left = (exp - now) / 86400
+            report.add(Result(f"kubeconfig {path}", Status.UNCHANGED,
+                              f"token valid for {left:.1f} more days, beyond "
+                              f"{if_expires_within / 86400:g} days"))
+            return report
+    try:
+        for result in write_kubeconfig(ctx, server, admin_ca, insecure, path, None, path):
+            report.add(result)
+    except ApiError as exc:
+        report.add(Result(f"kubeconfig {path}", Status.FAILED, str(exc), _hint(ctx.cfg, exc)))
+    return report
 
 
 # ---- uninstall -------------------------------------------------------------------------------
@@ -344,17 +503,44 @@ def step_helm_uninstall(ctx: Context, dry_run: bool) -> Iterator[Result]:
     what = f"helm release {cfg.kong.namespace}/{cfg.kong.release}"
     if ctx.cluster.get("v1", "Namespace", cfg.kong.namespace) is None:
         yield Result(what, Status.ABSENT, f"namespace {cfg.kong.namespace} does not exist")
-        return
-    if ctx.helm.release(cfg.kong.release, cfg.kong.namespace) is None:
+    elif (release := ctx.helm.release(cfg.kong.release, cfg.kong.namespace)) is None:
         yield Result(what, Status.ABSENT)
-        return
-    ctx.helm.run("uninstall", cfg.kong.release, "-n", cfg.kong.namespace, "--wait",
-                 timeout=cfg.wait_timeout + 60)
-    yield Result(what, Status.DELETED)
+    else:
+        ctx.helm.uninstall(cfg.kong.release, cfg.kong.namespace, cfg.wait_timeout)
+        yield Result(what, Status.DELETED, f"was {release.chart}, {release.status}")
+    yield from _delete_orphans(ctx)
+
+
+def _delete_orphans(ctx: Context) -> Iterator[Result]:
+    """Cluster-scoped objects of the release that helm can no longer remove (its record went
+    with a namespace deleted before it): they carry helm's ownership annotations."""
+    cfg = ctx.cfg
+    for api_version, kind in CHART_CLUSTER_KINDS:
+        for obj in ctx.cluster.list(api_version, kind):
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            if (annotations.get("meta.helm.sh/release-name") == cfg.kong.release
+                    and annotations.get("meta.helm.sh/release-namespace") == cfg.kong.namespace):
+                result = _delete(ctx, api_version, kind, obj["metadata"]["name"])
+                yield Result(result.name, result.status,
+                             "left behind by the release, whose record is gone")
 
 
 def step_delete_access(ctx: Context, dry_run: bool) -> Iterator[Result]:
-    for obj in reversed(manifests.access_objects(ctx.cfg)):
+    cfg = ctx.cfg
+    if cfg.access.credential != "secret":
+        # The never-expiring token of an earlier `access.credential: secret`, if any.
+        legacy = _delete(ctx, "v1", "Secret", manifests.token_secret_name(cfg),
+                         cfg.access.namespace)
+        if legacy.status is Status.DELETED:
+            yield legacy
+    if not cfg.loadbalancer.enabled:  # rights of an earlier loadbalancer mode, if any
+        for obj in reversed(manifests.loadbalancer_access_objects(cfg)):
+            meta = obj["metadata"]
+            result = _delete(ctx, obj["apiVersion"], obj["kind"], meta["name"],
+                             meta.get("namespace"))
+            if result.status is Status.DELETED:
+                yield result
+    for obj in reversed(manifests.access_objects(cfg)):
         meta = obj["metadata"]
         yield _delete(ctx, obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
 
@@ -384,13 +570,16 @@ def step_purge_crds(ctx: Context, dry_run: bool) -> Iterator[Result]:
 
 
 def uninstall(ctx: Context, purge: bool = False) -> Report:
-    steps: list[tuple[str, Step]] = [
-        ("GatewayClass, Gateway, HTTPRoutes", step_delete_gateway_objects),
-        ("Kong (helm)", step_helm_uninstall),
-        ("lbsync access", step_delete_access),
-        ("namespaces", step_delete_namespaces),
+    """Reverse order. Independent steps go on after a failure, so a partial install is
+    cleaned up as far as it safely can be; the namespace (holding helm's release record) is
+    deleted only once the release is gone, and the CRDs only once nothing uses them."""
+    gateway, release = "GatewayClass, Gateway, HTTPRoutes", "Kong (helm)"
+    steps = [
+        StepSpec(gateway, step_delete_gateway_objects),
+        StepSpec(release, step_helm_uninstall),
+        StepSpec("lbsync access", step_delete_access),
+        StepSpec("namespaces", step_delete_namespaces, (release, "lbsync access")),
     ]
     if purge:
-        steps.append(("Gateway API CRDs", step_purge_crds))
-    # Keep going: a partial install must still be cleaned up as far as possible.
+        steps.append(StepSpec("Gateway API CRDs", step_purge_crds, (gateway, release)))
     return run_steps(ctx, Report("uninstall"), steps, False, keep_going=True)

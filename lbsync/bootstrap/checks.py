@@ -1,8 +1,13 @@
 """`check --pre`: can the bootstrap run here, before it changes anything?
 
 Owns the pre-flight rules (server version, helm version, permissions, node port range and
-collisions, the KEP-3668 dynamic band, an existing Gateway API bundle) as pure functions over
-gathered facts, and `run_pre` which gathers them read-only.
+collisions, the KEP-3668 dynamic band, an existing Gateway API bundle, route backends, and
+helm's own verdict on installing the pinned chart) as pure functions over gathered facts, and
+`run_pre` which gathers them read-only. Helm's verdict comes from `helm upgrade --install
+--dry-run=server`: helm fetches the pinned chart version, renders it against the cluster's
+API and checks every object it would create may be taken over (an existing proxy Service
+without helm's ownership labels fails here, not halfway through apply). Nothing is written,
+in the cluster or in the user's helm repositories.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from lbsync.bootstrap import crds
+from lbsync.bootstrap import crds, helm, manifests
 from lbsync.bootstrap.cluster import Cluster
 from lbsync.bootstrap.config import BootstrapConfig
-from lbsync.bootstrap.helm import MIN_HELM, Helm
+from lbsync.bootstrap.helm import Helm
 from lbsync.bootstrap.report import Report, Result, Status
 from lbsync.errors import ApiError, HelmError
 
@@ -33,7 +38,9 @@ REQUIRED_PERMISSIONS: list[tuple[str, str, str]] = [
     ("create", "rbac.authorization.k8s.io", "clusterroles"),
     ("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
     ("create", "gateway.networking.k8s.io", "gatewayclasses"),
+    ("create", "admissionregistration.k8s.io", "validatingwebhookconfigurations"),
 ]
+INSTALL_HELP = "install helm 3.17+ or helm 4 (https://helm.sh/docs/intro/install/), or --helm"
 
 
 def server_version(version: Obj) -> Result:
@@ -49,16 +56,24 @@ def server_version(version: Obj) -> Result:
     return Result("kubernetes version", Status.PASS, git)
 
 
-def helm_version(version: tuple[int, int, int] | None, error: str | None) -> Result:
+def helm_version(version: helm.Version | None, error: str | None) -> Result:
     if error:
-        return Result("helm", Status.FAIL, error, "install helm 3 (https://helm.sh/docs/intro/install/)")
+        return Result("helm", Status.FAIL, error, INSTALL_HELP)
     if version is None:
-        return Result("helm", Status.WARN, "cannot parse `helm version`")
-    shown = ".".join(map(str, version))
-    if version < MIN_HELM:
-        return Result("helm", Status.FAIL, f"v{shown} is older than "
-                      f"v{'.'.join(map(str, MIN_HELM))}", "upgrade helm")
-    return Result("helm", Status.PASS, f"v{shown}")
+        return Result("helm", Status.FAIL, "cannot parse `helm version`", INSTALL_HELP)
+    why = helm.unsupported(version)
+    if why:
+        return Result("helm", Status.FAIL, why, INSTALL_HELP)
+    return Result("helm", Status.PASS, "v" + ".".join(map(str, version)))
+
+
+def helm_dry_run(cfg: BootstrapConfig, error: str | None) -> Result:
+    """helm's own verdict on `upgrade --install --dry-run=server` of the pinned chart."""
+    name = f"helm chart {helm.chart_ref(cfg)}"
+    if error is None:
+        return Result(name, Status.PASS, f"from {cfg.kong.repo_url}: helm's server-side dry "
+                      "run of the install passes")
+    return Result(name, Status.FAIL, error, helm.hint(cfg, error))
 
 
 def permission(verb: str, group: str, resource: str, allowed: bool) -> Result:
@@ -150,8 +165,9 @@ def _backends(cfg: BootstrapConfig, cluster: Cluster) -> list[Result]:
                      for ns, svc in refs])
 
 
-def _permission(cluster: Cluster, verb: str, group: str, resource: str) -> list[Result]:
-    return [permission(verb, group, resource, cluster.can_i(verb, group, resource))]
+def _permission(cluster: Cluster, verb: str, group: str, resource: str,
+                namespace: str | None = None) -> list[Result]:
+    return [permission(verb, group, resource, cluster.can_i(verb, group, resource, namespace))]
 
 
 def _guard(name: str, fn: Callable[[], list[Result]]) -> list[Result]:
@@ -161,7 +177,7 @@ def _guard(name: str, fn: Callable[[], list[Result]]) -> list[Result]:
         return [Result(name, Status.FAIL, str(exc))]
 
 
-def run_pre(cfg: BootstrapConfig, cluster: Cluster, helm: Helm) -> Report:
+def run_pre(cfg: BootstrapConfig, cluster: Cluster, helm_: Helm) -> Report:
     report = Report("check")
     try:
         report.add(server_version(cluster.version()))
@@ -170,12 +186,16 @@ def run_pre(cfg: BootstrapConfig, cluster: Cluster, helm: Helm) -> Report:
                           "check --kubeconfig/--context and that the API server is up"))
         return report  # every other check needs the API
     try:
-        report.add(helm_version(helm.version(), None))
+        report.add(helm_version(helm_.version(), None))
     except HelmError as exc:
         report.add(helm_version(None, str(exc)))
     for verb, group, resource in REQUIRED_PERMISSIONS:
         report.results += _guard(f"permission {verb} {resource}",
                                  partial(_permission, cluster, verb, group, resource))
+    if cfg.access.credential == "token-request":
+        # The gateway host's token comes from a TokenRequest for lbsync's account.
+        report.results += _guard("permission create serviceaccounts/token", partial(
+            _permission, cluster, "create", "", "serviceaccounts/token", cfg.access.namespace))
     own = (cfg.kong.namespace, cfg.kong.proxy_service)
     report.results += _guard("node port", lambda: node_port(
         cfg.kong.node_port, cfg.node_port_range, cluster.list("v1", "Service"), own))
@@ -183,4 +203,11 @@ def run_pre(cfg: BootstrapConfig, cluster: Cluster, helm: Helm) -> Report:
         cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
         cfg.gateway_api.version)])
     report.results += _guard("route backends", partial(_backends, cfg, cluster))
+    if not any(r.name == "helm" and r.status.failed for r in report.results):
+        error = None
+        try:
+            helm_.upgrade(cfg, manifests.helm_values(cfg), dry_run=True)
+        except HelmError as exc:
+            error = str(exc)
+        report.add(helm_dry_run(cfg, error))
     return report

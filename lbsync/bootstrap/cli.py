@@ -1,4 +1,5 @@
-"""The `lbsync bootstrap` command line: render, check, apply, verify, doctor, uninstall.
+"""The `lbsync bootstrap` command line: render, check, apply, verify, doctor, uninstall,
+renew-token.
 
 Owns argument parsing, building the config from file + flags (flags are written into the
 document, then one validator checks both), constructing the cluster and helm edges, and
@@ -12,12 +13,13 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
-from lbsync.bootstrap import actions, checks, doctor, manifests, verify
+from lbsync.bootstrap import actions, checks, doctor, helm, manifests, verify
 from lbsync.bootstrap.cluster import ApiCluster
 from lbsync.bootstrap.config import BootstrapConfig
 from lbsync.bootstrap.config import load as load_bootstrap_config
@@ -85,6 +87,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--purge", action="store_true", help="also delete the Gateway API CRDs")
     p.set_defaults(func=cmd_uninstall)
 
+    p = sub.add_parser("renew-token", parents=[common],
+                       help="write the gateway host's kubeconfig again, with a fresh token")
+    p.add_argument("--write-kubeconfig", metavar="FILE", required=True,
+                   help="the kubeconfig to (re)write, mode 0600")
+    p.add_argument("--server", metavar="URL",
+                   help="API server URL as the gateway host reaches it (default: the admin "
+                        "kubeconfig's)")
+    p.add_argument("--if-expires-within", type=float, metavar="DAYS",
+                   help="only if FILE's token expires within DAYS (for a timer)")
+    p.set_defaults(func=cmd_renew_token)
+
 
 def _common_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -94,6 +107,8 @@ def _common_parser() -> argparse.ArgumentParser:
                    help="bootstrap config file (YAML); flags override it")
     g.add_argument("--kubeconfig", help="admin kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
     g.add_argument("--context", help="kubeconfig context")
+    g.add_argument("--helm", default="helm", metavar="PATH",
+                   help="the helm binary, 3.17+ or 4 (default: helm on PATH)")
     g.add_argument("-o", "--output", choices=("text", "json"), default="text")
     # SUPPRESS: `lbsync --debug bootstrap ...` sets it before the subcommand; keep that value.
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -161,7 +176,7 @@ def _cluster(args: argparse.Namespace) -> ApiCluster:
 
 
 def _helm(args: argparse.Namespace) -> Helm:
-    return Helm(args.kubeconfig, args.context)
+    return Helm(args.kubeconfig, args.context, binary=args.helm)
 
 
 def _context(args: argparse.Namespace, cfg: BootstrapConfig, cluster: ApiCluster,
@@ -206,8 +221,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if bundle:
         out.write(manifests.dump_all(bundle) + "---\n")
     kong = cfg.kong
-    out.write(f"# Helm: helm upgrade --install {kong.release} {kong.chart} -n {kong.namespace} "
-              f"--version {kong.chart_version} -f values.yaml --wait\n# values.yaml:\n")
+    out.write(f"# Helm: helm upgrade --install {kong.release} {helm.chart_name(cfg)} --repo "
+              f"{kong.repo_url} --version {kong.chart_version} -n {kong.namespace} "
+              "-f values.yaml --wait\n# values.yaml:\n")
     out.write("".join(f"#   {line}\n" for line in
                       yaml.safe_dump(values, sort_keys=False).splitlines()))
     out.write(manifests.dump_all(objects))
@@ -216,9 +232,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def _helm_json(cfg: BootstrapConfig, values: dict[str, Any]) -> dict[str, Any]:
     kong = cfg.kong
-    return {"release": kong.release, "namespace": kong.namespace, "chart": kong.chart,
-            "version": kong.chart_version, "repo": {"name": kong.repo_name, "url": kong.repo_url},
-            "values": values}
+    return {"release": kong.release, "namespace": kong.namespace,
+            "chart": helm.chart_name(cfg), "version": kong.chart_version,
+            "repo": kong.repo_url, "values": values}
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -264,6 +280,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     return _finish(args, doctor.diagnose(cfg, doctor.gather(cfg, _cluster(args))))
+
+
+def cmd_renew_token(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    cluster = _cluster(args)
+    ctx = _context(args, cfg, cluster, sys.stdout)
+    ep = cluster.endpoint()
+    within = None if args.if_expires_within is None else args.if_expires_within * 86400
+    report = actions.renew_token(ctx, args.server or ep.server, ep.ca_pem, ep.insecure,
+                                 args.write_kubeconfig, within, time.time())
+    return _finish(args, report)
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +36,9 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Service"): ("services", True),
     ("v1", "ConfigMap"): ("configmaps", True),
     ("apps/v1", "Deployment"): ("deployments", True),
+    ("networking.k8s.io/v1", "IngressClass"): ("ingressclasses", False),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"):
+        ("validatingwebhookconfigurations", False),
     ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("clusterroles", False),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
@@ -86,6 +89,13 @@ class Cluster(Protocol):
     def can_i(self, verb: str, group: str, resource: str,
               namespace: str | None = None) -> bool: ...
 
+    def subject_can(self, user: str, groups: Sequence[str], verb: str, group: str, resource: str,
+                    namespace: str | None = None, name: str | None = None,
+                    subresource: str | None = None) -> bool: ...
+
+    def request_token(self, namespace: str, service_account: str,
+                      seconds: int) -> tuple[str, str]: ...
+
 
 @dataclass
 class Endpoint:
@@ -105,9 +115,8 @@ class ApiCluster:
         self.sleep: Callable[[float], None] = time.sleep
 
     def endpoint(self) -> Endpoint:
-        conf = self.client.configuration
-        ca_pem = Path(conf.ssl_ca_cert).read_bytes() if conf.ssl_ca_cert else None
-        return Endpoint(server=self.client.server, ca_pem=ca_pem, insecure=not conf.verify_ssl)
+        conn = self.client.connection
+        return Endpoint(server=self.client.server, ca_pem=conn.ca_pem(), insecure=not conn.verify)
 
     def request(self, what: str, method: str, path: str, body: Any = None,
                 content_type: str = "application/json", **query: Any) -> Any:
@@ -177,7 +186,10 @@ class ApiCluster:
 
     def can_i(self, verb: str, group: str, resource: str,
               namespace: str | None = None) -> bool:
+        resource, _, sub = resource.partition("/")  # e.g. serviceaccounts/token
         attrs = {"verb": verb, "group": group, "resource": resource}
+        if sub:
+            attrs["subresource"] = sub
         if namespace:
             attrs["namespace"] = namespace
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
@@ -185,6 +197,42 @@ class ApiCluster:
         got = self.request(f"SelfSubjectAccessReview {verb} {resource}", "POST",
                            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review)
         return bool((got.get("status") or {}).get("allowed"))
+
+    def subject_can(self, user: str, groups: Sequence[str], verb: str, group: str, resource: str,
+                    namespace: str | None = None, name: str | None = None,
+                    subresource: str | None = None) -> bool:
+        """A SubjectAccessReview: may `user` (in `groups`) do this? (What `kubectl auth can-i
+        --as` asks, without impersonation rights.)"""
+        attrs = {"verb": verb, "group": group, "resource": resource}
+        if namespace:
+            attrs["namespace"] = namespace
+        if name:
+            attrs["name"] = name
+        if subresource:
+            attrs["subresource"] = subresource
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                  "spec": {"user": user, "groups": [*groups], "resourceAttributes": attrs}}
+        got = self.request(f"SubjectAccessReview {user} {verb} {resource}", "POST",
+                           "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review)
+        return bool((got.get("status") or {}).get("allowed"))
+
+    def request_token(self, namespace: str, service_account: str,
+                      seconds: int) -> tuple[str, str]:
+        """A TokenRequest: a bound token for the ServiceAccount, valid `seconds` or less (the
+        server may cap it). Returns the token and its expirationTimestamp. Not retried: each
+        call makes a new token."""
+        what = f"TokenRequest for ServiceAccount/{namespace}/{service_account}"
+        path = resource_path("v1", "ServiceAccount", service_account, namespace) + "/token"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds}}
+        got = self.client.call("POST", path, what=what, body=json.dumps(body).encode(),
+                               content_type="application/json",
+                               timeout=(kube.CONNECT_TIMEOUT, REQUEST_TIMEOUT))
+        status = kube.parse_json(got, what).get("status") or {}
+        token = status.get("token")
+        if not isinstance(token, str) or not token:
+            raise ApiError(f"{what}: the answer has no token")
+        return token, str(status.get("expirationTimestamp") or "")
 
 
 def _what(kind: str, name: str, namespace: str | None) -> str:

@@ -16,10 +16,12 @@ Obj = dict[str, Any]
 HINTS: dict[str, str] = {
     "PortUnavailable": "a listener's port must be the proxy Service port (80), not the node port",
     "UnsupportedProtocol": "HTTPS listeners need the chart's proxy TLS enabled; use HTTP",
-    "NotAllowedByListeners": "the Gateway listener's allowedRoutes excludes the route's "
-                             "namespace; set allowedRoutes.namespaces.from: All",
-    "NoMatchingListenerHostname": "the route's hostnames do not match the listener hostname; "
-                                  "fix gateway.hostname or the route host",
+    "NotAllowedByListeners": "the Gateway admits routes only from the namespaces of the "
+                             "routes in the bootstrap config: add the route there (or "
+                             "--route) and rerun apply",
+    "NoMatchingListenerHostname": "no Gateway listener is for the route's hostnames: add the "
+                                  "route to the bootstrap config (or --route) and rerun "
+                                  "apply, or fix gateway.hostname",
     "NoMatchingParent": "the route's parentRef names no listener of the Gateway",
     "BackendNotFound": "the backend Service does not exist; create it or fix the route backend",
     "RefNotPermitted": "a cross-namespace backend needs a ReferenceGrant in the backend namespace",
@@ -102,10 +104,27 @@ def deployment(obj: Obj | None, name: str) -> Verdict:
     if cond is None or cond.get("status") != "True":
         ready = status.get("availableReplicas") or 0
         want = (obj.get("spec") or {}).get("replicas", 1)
-        return Verdict(False, f"Deployment {name}: {ready}/{want} available", "Unavailable",
-                       f"kubectl -n <ns> describe deployment {name}; the kong-gateway pod turns "
-                       "Ready only after the controller has pushed configuration to it")
+        ns = (obj.get("metadata") or {}).get("namespace") or "<ns>"
+        return Verdict(False, f"Deployment {name}: {ready}/{want} available"
+                       f"{_why_unavailable(obj)}", "Unavailable",
+                       f"kubectl -n {ns} describe deployment {name}; the kong-gateway pod "
+                       "turns Ready only after the controller has pushed configuration to it")
     return READY
+
+
+def _why_unavailable(obj: Obj) -> str:
+    """The conditions that explain a Deployment that is not available, as `(Type=Status
+    Reason: message)`: Available, Progressing and ReplicaFailure when they say something
+    is wrong."""
+    bad = []
+    for ctype, ok in (("Available", "True"), ("Progressing", "True"), ("ReplicaFailure", "False")):
+        cond = condition(obj, ctype)
+        if cond is not None and cond.get("status") != ok:
+            text = f"{ctype}={cond.get('status')} {cond.get('reason') or ''}".rstrip()
+            if cond.get("message"):
+                text += f": {cond['message']}"
+            bad.append(text)
+    return f" ({'; '.join(bad)})" if bad else ""
 
 
 def crd(obj: Obj | None, name: str) -> Verdict:

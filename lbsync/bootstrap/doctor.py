@@ -1,8 +1,10 @@
 """`doctor`: named PASS/WARN/FAIL checks of a live install, each failure with its fix.
 
 Owns the diagnosis rules (CRDs, Deployments, proxy Service and node port, admin endpoints,
-GatewayClass controller and unmanaged annotation, Gateway listeners, routes and backends,
-lbsync's access) as pure functions over a `Snapshot`, and `gather` which reads the snapshot.
+GatewayClass controller and unmanaged annotation, Gateway listeners and what they admit,
+routes and backends, lbsync's access: what its account may and may not do, asked of the API
+server's own RBAC with SubjectAccessReviews) as pure functions over a `Snapshot`, and
+`gather` which reads the snapshot.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from lbsync.bootstrap import checks, conditions, crds, manifests
 from lbsync.bootstrap.cluster import Cluster
 from lbsync.bootstrap.config import BootstrapConfig
 from lbsync.bootstrap.report import Report, Result, Status
+from lbsync.config import LeaderElectionConfig
 
 Obj = dict[str, Any]
 GW_API = manifests.GATEWAY_API_VERSION
@@ -33,6 +36,9 @@ class Snapshot:
     gateway: Obj | None = None
     routes: dict[str, Obj | None] = field(default_factory=dict)  # route object name -> live
     token_secret: Obj | None = None
+    service_account: Obj | None = None
+    # (verb, resource, namespace, name) -> may lbsync's account do it (SubjectAccessReview)
+    access: dict[tuple[str, str, str, str], bool] = field(default_factory=dict)
 
 
 def _svc(snap: Snapshot, namespace: str, name: str) -> Obj | None:
@@ -98,7 +104,28 @@ def check_proxy_service(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
         return [Result(name, Status.FAIL, f"node port {port.get('nodePort')}, expected "
                        f"{cfg.kong.node_port}{why}",
                        "free the port or change kong.node_port, then rerun apply")]
+    if cfg.loadbalancer.enabled:
+        return [_loadbalancer_verdict(cfg, name, svc)]
     return [Result(name, Status.PASS, f"NodePort {cfg.kong.proxy_port}->{cfg.kong.node_port}")]
+
+
+def _loadbalancer_verdict(cfg: BootstrapConfig, name: str, svc: Obj) -> Result:
+    """Loadbalancer mode: lbsync's class, and the address an lbsync wrote (or why not)."""
+    spec, want = svc.get("spec") or {}, cfg.loadbalancer.load_balancer_class
+    if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass") != want:
+        return Result(name, Status.FAIL, f"type {spec.get('type')}, class "
+                      f"{spec.get('loadBalancerClass') or 'none'}: not a LoadBalancer of "
+                      f"class {want}", "rerun `lbsync bootstrap apply` (loadbalancer.enabled)")
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    shown = [i.get("ip") or i.get("hostname") for i in ingress if isinstance(i, dict)]
+    if not shown:
+        return Result(name, Status.WARN, f"LoadBalancer {cfg.kong.proxy_port}->"
+                      f"{cfg.kong.node_port}, no address yet",
+                      "start lbsync on the gateway with loadbalancer.enabled and the config "
+                      "from `apply --write-kubeconfig`; `lbsync status` says why it is not "
+                      "served")
+    return Result(name, Status.PASS, f"LoadBalancer {cfg.kong.proxy_port}->"
+                  f"{cfg.kong.node_port} at {', '.join(str(a) for a in shown)}")
 
 
 def check_node_port(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
@@ -154,7 +181,27 @@ def check_gateway(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
         if listener.get("port") == cfg.kong.node_port and cfg.kong.node_port != cfg.kong.proxy_port:
             return [Result(name, Status.FAIL, f"listener {listener.get('name')} uses the node "
                            f"port {cfg.kong.node_port}", conditions.HINTS["PortUnavailable"])]
-    return [_from_verdict(name, conditions.gateway(gw, ref))]
+    return [_from_verdict(name, conditions.gateway(gw, ref)), *check_listeners(cfg, gw)]
+
+
+def check_listeners(cfg: BootstrapConfig, gw: Obj) -> list[Result]:
+    """A listener that admits routes from every namespace, or for any hostname, lets anyone
+    who may create an HTTPRoute anywhere take traffic for any host."""
+    open_ = []
+    for listener in (gw.get("spec") or {}).get("listeners") or []:
+        source = (((listener.get("allowedRoutes") or {}).get("namespaces") or {})
+                  .get("from", "Same"))
+        why = [w for w, bad in (("every namespace", source == "All"),
+                                ("any hostname", not listener.get("hostname")
+                                 and not cfg.gateway.hostname and cfg.routes)) if bad]
+        if why:
+            open_.append(f"{listener.get('name')} admits routes for {' and '.join(why)}")
+    name = f"gateway {cfg.kong.namespace}/{cfg.gateway.name} listeners"
+    if open_:
+        return [Result(name, Status.WARN, "; ".join(open_),
+                       "rerun `lbsync bootstrap apply`: listeners then admit only the "
+                       "configured routes' namespaces and hosts")]
+    return [Result(name, Status.PASS, "admit only the configured routes' namespaces and hosts")]
 
 
 def check_routes(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
@@ -173,9 +220,79 @@ def check_routes(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
     return results
 
 
+def access_checks(cfg: BootstrapConfig) -> tuple[list[tuple[str, str, str, str]],
+                                                 list[tuple[str, str, str, str]]]:
+    """(verb, resource, namespace, name) lbsync's account needs, and some it must not have:
+    every write, the Secrets beside it, EndpointSlices, any Service but the proxy's."""
+    ns, svc = cfg.kong.namespace, cfg.kong.proxy_service
+    needs = [(v, "nodes", "", "") for v in ("list", "watch")] + [
+        (v, "services", ns, svc) for v in ("get", "list", "watch")]
+    refused = [("list", "secrets", cfg.access.namespace, ""),
+               ("list", "endpointslices.discovery.k8s.io", ns, "")] + [
+        (v, r, n, "") for v in ("create", "patch", "delete")
+        for r, n in (("nodes", ""), ("services", ns))]
+    lease = ("leases.coordination.k8s.io", ns, LeaderElectionConfig().name)
+    if cfg.loadbalancer.enabled:
+        needs += [("list", "services", "", ""), ("watch", "services", "", ""),
+                  ("patch", "services/status", "", ""), ("create", "events", "", ""),
+                  ("create", lease[0], ns, ""), ("get", *lease), ("update", *lease)]
+        refused += [("update", "services", ns, ""), ("delete", "leases.coordination.k8s.io",
+                                                      ns, lease[2])]
+    else:
+        refused += [("list", "services", ns, ""), ("patch", "services/status", ns, ""),
+                    ("create", "events", ns, "")]
+    return needs, refused
+
+
 def check_access(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
+    who = f"lbsync account {cfg.access.namespace}/{cfg.access.service_account}"
+    if snap.service_account is None:
+        return [Result(who, Status.FAIL, "ServiceAccount not found",
+                       "run `lbsync bootstrap apply` to create lbsync's read-only access")]
+    needs, refused = access_checks(cfg)
+    missing = [_say(c) for c in needs if not snap.access.get(c)]
+    extra = [_say(c) for c in refused if snap.access.get(c)]
+    results = []
+    if missing:
+        results.append(Result(who, Status.FAIL, f"may not {', '.join(missing)}",
+                              "rerun `lbsync bootstrap apply` (it grants exactly what lbsync "
+                              "reads)"))
+    elif extra:
+        results.append(Result(who, Status.WARN, f"may also {', '.join(extra)}",
+                              "another (Cluster)RoleBinding grants the account more than it "
+                              "reads: find it with kubectl get clusterrolebindings,rolebindings "
+                              "-A -o wide"))
+    else:
+        results.append(Result(who, Status.PASS, _granted(cfg)))
+    results += check_token(cfg, snap)
+    return results
+
+
+def _granted(cfg: BootstrapConfig) -> str:
+    reads = f"reads nodes and Service {cfg.kong.namespace}/{cfg.kong.proxy_service}"
+    if not cfg.loadbalancer.enabled:
+        return f"{reads}; writes nothing"
+    return (f"{reads}, lists and watches Services; writes only Service status, Events and "
+            f"its Lease (loadbalancer mode)")
+
+
+def _say(check: tuple[str, str, str, str]) -> str:
+    verb, resource, ns, name = check
+    what = f"{resource}/{name}" if name else resource
+    return f"{verb} {what}" + (f" in {ns}" if ns else "")
+
+
+def check_token(cfg: BootstrapConfig, snap: Snapshot) -> list[Result]:
     name = f"lbsync token {cfg.access.namespace}/{manifests.token_secret_name(cfg)}"
     secret = snap.token_secret
+    if cfg.access.credential == "token-request":
+        if secret is not None:
+            return [Result(name, Status.WARN, "a never-expiring token Secret exists, while "
+                           "access.credential is token-request",
+                           f"delete it (kubectl -n {cfg.access.namespace} delete secret "
+                           f"{manifests.token_secret_name(cfg)}) once the gateway host uses a "
+                           "renewed kubeconfig")]
+        return []
     if secret is None:
         return [Result(name, Status.WARN, "not found",
                        "run `lbsync bootstrap apply` to create lbsync's read-only access")]
@@ -214,4 +331,17 @@ def gather(cfg: BootstrapConfig, cluster: Cluster) -> Snapshot:
                                                      route.namespace)
     snap.token_secret = cluster.get("v1", "Secret", manifests.token_secret_name(cfg),
                                     cfg.access.namespace)
+    snap.service_account = cluster.get("v1", "ServiceAccount", cfg.access.service_account,
+                                       cfg.access.namespace)
+    if snap.service_account is not None:
+        user = manifests.service_account_user(cfg)
+        groups = ["system:serviceaccounts", f"system:serviceaccounts:{cfg.access.namespace}",
+                  "system:authenticated"]
+        needs, refused = access_checks(cfg)
+        for check in needs + refused:
+            verb, resource, ns, name = check
+            plural, _, group = resource.partition(".")
+            plural, _, sub = plural.partition("/")
+            snap.access[check] = cluster.subject_can(user, groups, verb, group, plural,
+                                                     ns or None, name or None, sub or None)
     return snap

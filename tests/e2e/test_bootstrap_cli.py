@@ -1,4 +1,5 @@
-"""The command line: wiring, output formats, exit codes, one-line failures."""
+"""The command line: wiring, output formats, exit codes, one-line failures; with the real
+helm 4 (`--helm`) against the emulator."""
 
 from __future__ import annotations
 
@@ -6,18 +7,18 @@ import argparse
 import json
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from lbsync_lab import data
-from lbsync_lab.fixtures import Env
+from lbsync_lab.controllers import FakeKong
+from lbsync_lab.fixtures import Lab
 from lbsync_lab.rig import addr
 
 from lbsync.bootstrap import cli
 from lbsync.cli import main
 
-COMMANDS = ("render", "check", "apply", "verify", "doctor", "uninstall")
+COMMANDS = ("render", "check", "apply", "verify", "doctor", "uninstall", "renew-token")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -30,7 +31,8 @@ def test_register_adds_every_subcommand_with_a_func() -> None:
     parser = argparse.ArgumentParser(prog="lbsync")
     cli.register(parser.add_subparsers(dest="command"))
     for command in COMMANDS:
-        args = parser.parse_args(["bootstrap", command])
+        extra = ["--write-kubeconfig", "x"] if command == "renew-token" else []
+        args = parser.parse_args(["bootstrap", command, *extra])
         assert callable(args.func)
 
 
@@ -116,59 +118,85 @@ def test_unreachable_cluster_fails_in_one_line(capsys: pytest.CaptureFixture[str
     assert result["name"] == "cluster reachable" and "cannot reach" in result["message"]
 
 
-def common(env: Env) -> list[str]:
-    return ["--kubeconfig", env.kubeconfig, "--gateway-api-crds", env.cfg.gateway_api.crds_source,
-            "--wait-timeout", "5"]
+@pytest.fixture(name="cli")
+def cli_flags(request: pytest.FixtureRequest, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> tuple[Lab, list[str]]:
+    """The lab (`installed` if the test asks for it, else `env`) and the flags that point the
+    CLI at it: its kubeconfig, the real helm with homes of its own, the chart repository."""
+    lab: Lab = request.getfixturevalue(
+        "installed" if "installed" in request.fixturenames else "env")
+    for var, value in (lab.ctx.helm.env or {}).items():
+        monkeypatch.setenv(var, value)
+    conf = tmp_path / "bootstrap.yaml"
+    conf.write_text(yaml.safe_dump({"kong": {"repo_url": lab.cfg.kong.repo_url}}))
+    return lab, ["--kubeconfig", lab.kubeconfig, "--gateway-api-crds",
+                 lab.cfg.gateway_api.crds_source, "--wait-timeout", "30",
+                 "--helm", lab.ctx.helm.binary, "--bootstrap-config", str(conf)]
 
 
-def test_apply_twice_json(env: Env, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    kc, conf = tmp_path / "out" / "kubeconfig", tmp_path / "out" / "config.yaml"
-    code, out, _ = run(capsys, "apply", "-o", "json", *common(env), "--write-kubeconfig",
-                       str(kc), "--write-config", str(conf))
-    first = json.loads(out)
-    assert code == 0, [r for r in first["results"] if r["status"] == "failed"]
-    assert first["changed"] is True and first["ok"] is True and first["dry_run"] is False
-    assert stat.S_IMODE(kc.stat().st_mode) == 0o600
-    assert yaml.safe_load(conf.read_text())["kubernetes"]["kubeconfig"] == \
-        "/etc/lbsync/kubeconfig"
-    code, out, _ = run(capsys, "apply", "-o", "json", *common(env))
-    second = json.loads(out)
-    assert code == 0
-    assert second["changed"] is False
-    assert {r["status"] for r in second["results"]} == {"unchanged", "ready"}
-
-
-def test_apply_human_output_then_doctor_verify_uninstall(
-        env: Env, kong: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "apply", *common(env))
-    assert code == 0
+def test_apply_from_empty_then_rerun_doctor_verify_check_uninstall(
+        env: Lab, cli: tuple[Lab, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    _, common = cli
+    code, out, _ = run(capsys, "apply", *common)
+    assert code == 0, out
     assert "done          Namespace/kong: created" in out
+    assert "done          helm release kong/kong (ingress-0.24.0): installed" in out
     assert out.rstrip().splitlines()[-1].startswith("apply: changed")
-    code, out, _ = run(capsys, "apply", "--dry-run", *common(env))
+    code, out, _ = run(capsys, "apply", "-o", "json", *common)
+    second = json.loads(out)
+    assert code == 0 and second["changed"] is False and second["ok"] is True
+    assert {r["status"] for r in second["results"]} == {"unchanged", "ready"}
+    code, out, _ = run(capsys, "apply", "--dry-run", *common)
     assert code == 0 and out.rstrip().splitlines()[-1].startswith("apply: unchanged")
 
-    code, out, _ = run(capsys, "doctor", *common(env))
+    code, out, _ = run(capsys, "doctor", *common)
     assert code == 0, out
     assert "PASS          gatewayclass kong-class" in out
+    assert "PASS          lbsync account kong/lbsync" in out
 
-    code, out, _ = run(capsys, "verify", *common(env), "--port", str(kong.port))
-    assert code == 0, out
-    code, out, _ = run(capsys, "verify", "--address", addr(1), "--port", str(kong.port),
-                       "-o", "json")
-    assert json.loads(out)["ok"] is True
+    with FakeKong(env.api, addr(1)) as kong:
+        code, out, _ = run(capsys, "verify", *common, "--port", str(kong.port))
+        assert code == 0, out
+        code, out, _ = run(capsys, "verify", "--address", addr(1), "--port", str(kong.port),
+                           "-o", "json")
+        assert json.loads(out)["ok"] is True
 
-    code, out, _ = run(capsys, "check", "--pre", *common(env))
+    code, out, _ = run(capsys, "check", "--pre", *common)
     assert code == 3  # 32001 lies in the dynamic band: a warning, not a failure
     assert "fix: prefer a port in 30000-30086" in out
+    assert "PASS          helm: v4.1.4" in out
 
-    code, out, _ = run(capsys, "uninstall", *common(env), "--purge")
+    code, out, _ = run(capsys, "uninstall", *common, "--purge")
     assert code == 0, out
     assert "deleted       Namespace/kong" in out
 
 
-def test_apply_failure_exit_1_with_hint(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    env.controller.refuse_class = True
-    code, out, _ = run(capsys, "apply", *common(env)[:-1], "0.3")
+def test_apply_writes_the_gateway_files_and_renew_token(
+        installed: Lab, cli: tuple[Lab, list[str]], capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    _, common = cli
+    kc, conf = tmp_path / "out" / "kubeconfig", tmp_path / "out" / "config.yaml"
+    code, out, _ = run(capsys, "apply", "-o", "json", *common, "--write-kubeconfig",
+                       str(kc), "--write-config", str(conf))
+    doc = json.loads(out)
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
+    assert doc["changed"] is True and doc["dry_run"] is False  # the files
+    assert stat.S_IMODE(kc.stat().st_mode) == 0o600
+    assert yaml.safe_load(conf.read_text())["kubernetes"]["kubeconfig"] == \
+        "/etc/lbsync/kubeconfig"
+    code, out, _ = run(capsys, "renew-token", *common, "--write-kubeconfig", str(kc),
+                       "--if-expires-within", "7")
+    assert code == 0 and out.startswith(f"unchanged     kubeconfig {kc}: token valid for 30.0")
+    code, out, _ = run(capsys, "renew-token", *common, "--write-kubeconfig", str(kc),
+                       "--if-expires-within", "31", "-o", "json")
+    assert code == 0 and json.loads(out)["results"][0]["status"] == "done"
+
+
+def test_apply_failure_exit_1_with_hint(installed: Lab, cli: tuple[Lab, list[str]],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    _, common = cli
+    installed.controller.refuse_class = True
+    code, out, _ = run(capsys, "apply", *common, "--wait-timeout", "0.3")
     assert code == 1
     assert "failed        GatewayClass/kong-class Accepted" in out
     assert "fix:" in out
@@ -184,11 +212,14 @@ def test_wired_into_the_main_cli(capsys: pytest.CaptureFixture[str]) -> None:
         main_cli.main(["--debug", "bootstrap", "doctor", "--kubeconfig", "/nonexistent"])
 
 
-def test_dry_run_writes_no_kubeconfig(env: Env, capsys: pytest.CaptureFixture[str],
-                                      tmp_path: Path) -> None:
+def test_dry_run_writes_no_kubeconfig(env: Lab, cli: tuple[Lab, list[str]],
+                                      capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    _, common = cli
     kc = tmp_path / "kubeconfig"
-    code, out, _ = run(capsys, "apply", "--dry-run", "-o", "json", *common(env),
+    before = len(env.api.requests)
+    code, out, _ = run(capsys, "apply", "--dry-run", "-o", "json", *common,
                        "--write-kubeconfig", str(kc))
+    assert env.writes(before) == []
     doc = json.loads(out)
     assert code == 0 and doc["dry_run"] is True and doc["changed"] is True
     assert doc["results"][-1] == {"name": f"kubeconfig {kc}", "status": "skipped",

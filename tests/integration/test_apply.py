@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -138,6 +139,19 @@ def test_a_reload_nginx_refused_is_not_reported_as_done(
     assert err.value.stage == "reload"
     assert nginx.worker_pids() == workers
     assert "bind() to 127.0.0.1" in nginx.error_log.read_text()
+    # With nginx's error log readable, the refusal is known at once, in nginx's words.
+    ncfg = nginx_config(nginx, tmp_path, error_log=nginx.error_log)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (nginx.conf_d / "other.conf").write_text(
+            f"server {{ listen 127.0.0.1:{port}; return 204; }}\n")
+        start = time.monotonic()
+        with pytest.raises(ApplyError, match=rf"\[emerg\].*bind\(\) to 127.0.0.1:{port} "
+                                             "failed"):
+            apply_text(servers(hp(1), hp(3)), ncfg)
+        assert time.monotonic() - start < 3  # not the 5 s command_timeout
     # Nothing recorded: the next pass tries again instead of calling it unchanged.
     (nginx.conf_d / "other.conf").unlink()
     assert apply_text(servers(hp(1), hp(2)), ncfg).outcome is Outcome.RELOADED

@@ -4,7 +4,9 @@ honestly on /readyz that its view of the cluster is not current."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from lbsync_lab.rig import hp, write_config
 from lbsync_lab.sim import objects
 
 from lbsync import kube
+from lbsync.notify import Notifier
 
 NODES, SERVICES = "/api/v1/nodes", "/api/v1/namespaces/kong/services"
 
@@ -29,10 +32,13 @@ def node(name: str, i: int, rv: str) -> dict[str, Any]:
     return n
 
 
-def proxy() -> dict[str, Any]:
-    svc = objects.service("kong", "kong-gateway-proxy", ports=[
-        {"name": "http", "port": 80, "nodePort": 32001, "protocol": "TCP"}])
+def proxy(kind: str = "NodePort") -> dict[str, Any]:
+    port: dict[str, Any] = {"name": "http", "port": 80, "protocol": "TCP"}
+    if kind == "NodePort":
+        port["nodePort"] = 32001
+    svc = objects.service("kong", "kong-gateway-proxy", ports=[port])
     svc["metadata"]["resourceVersion"] = "1"
+    svc["spec"]["type"] = kind
     return svc
 
 
@@ -41,6 +47,7 @@ class Cluster:
 
     def __init__(self) -> None:
         self.nodes = {"node-1": node("node-1", 1, "10")}
+        self.service = proxy()
         self.node_watches: list[Reply] = []
         self.lock = threading.Lock()
         self.list_override: Callable[[], Reply] | None = None
@@ -50,7 +57,8 @@ class Cluster:
         if path == SERVICES:
             if watching:
                 return lines(then=_idle())
-            return json_reply({"items": [proxy()], "metadata": {"resourceVersion": "1"}})
+            return json_reply({"items": [self.service],
+                               "metadata": {"resourceVersion": "1"}})
         if path == NODES and not watching:
             if self.list_override is not None:
                 return self.list_override()
@@ -107,7 +115,9 @@ def ready(d: Running) -> bool:
     (b'{"type": "MODIFIED", "object": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", True),
     (b"<html>502 Bad Gateway</html>\n", True),
     (event("SURPRISE", {}), True),
-])
+], ids=["metadata-list", "name-object", "nested-200k", "html", "unknown-type"])
+# Short ids: pytest puts the test id in PYTEST_CURRENT_TEST, and a 200 KB one in the
+# environment leaves nginx's exec with "Argument list too long".
 def test_a_malformed_event_does_not_blind_the_daemon(
         daemon: tuple[Running, Cluster, HostileApi], bad: bytes, unreadable: bool) -> None:
     d, cluster, api = daemon
@@ -170,3 +180,40 @@ def test_items_that_are_not_a_list_fail_the_list_cleanly(
     eventually(lambda: not ready(d), 20, "readiness to fail")
     assert "not a list response" in json.loads(d.get("/readyz")[1])["reason"]
     assert d.servers() == {hp(1)}
+
+
+def test_a_service_type_cannot_forge_systemd_notifications(tmp_path: Path,
+                                                           nginx: PrivateNginx) -> None:
+    """Before: a spec.type with newlines reached sd_notify's STATUS= and added
+    WATCHDOG=trigger and STOPPING=1 to the datagram (a real API server refuses such a type;
+    a hostile one or a man in the middle does not)."""
+    cluster = Cluster()
+    cluster.service = proxy("NodePort\nWATCHDOG=trigger\nSTOPPING=1\x1b[2J")
+    notify = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(0.2)
+    with sock, HostileApi(cluster) as api:
+        path = write_config(tmp_path / "config.yaml", api.kubeconfig(tmp_path / "kc"), nginx,
+                            http={"listen": f"127.0.0.1:{free_port()}"},
+                            sync={"debounce": 0.05, "min_reload_interval": 0.1})
+        running = Running.start(path, nginx, Notifier({"NOTIFY_SOCKET": str(notify)}))
+        try:
+            datagrams = _datagrams_until(sock, lambda d: "WATCHDOG=trigger" in d)
+        finally:
+            running.stop()
+    said = [d for d in datagrams if "WATCHDOG=trigger" in d]
+    assert said, datagrams  # the daemon did report the Service, escaped
+    for datagram in said:
+        assert datagram.split("\n") == [datagram] and datagram.startswith("STATUS=")
+        assert "\x1b" not in datagram
+
+
+def _datagrams_until(sock: socket.socket, seen: Callable[[str], bool],
+                     timeout: float = 10) -> list[str]:
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not any(seen(d) for d in got):
+        with contextlib.suppress(TimeoutError):
+            got.append(sock.recv(65536).decode())
+    return got

@@ -81,3 +81,21 @@ def test_a_relist_that_changes_nothing_is_quiet_unless_forced() -> None:
     assert c.replace(NODES, {"a": n("a")}) is False and c.dirty is None and not calls
     c.replace(NODES, {"a": n("a")}, force=True)
     assert c.dirty is not None and calls
+
+
+def test_a_relist_keeps_the_objects_the_cache_already_holds() -> None:
+    c, _, _ = cache()
+    c.replace(NODES, {"a": n("a"), "b": n("b")})
+    a, b = c.take()[0].nodes["a"], c.take()[0].nodes["b"]
+    assert c.replace(NODES, {"a": n("a"), "b": n("b", "False"), "c": n("c")}) is True
+    nodes = c.take()[0].nodes
+    assert nodes["a"] is a  # equal: the cache's own object, the relist's copy is dropped
+    assert nodes["b"] is not b and nodes["b"].ready == "False" and "c" in nodes
+
+
+@pytest.mark.parametrize("after", [{"a": n("a")}, {"a": n("a"), "b": n("b"), "c": n("c")}])
+def test_a_relist_with_fewer_or_more_objects_is_a_change(after: dict[str, Node]) -> None:
+    c, _, _ = cache()
+    c.replace(NODES, {"a": n("a"), "b": n("b")})
+    c.take()
+    assert c.replace(NODES, after) is True and c.dirty is not None

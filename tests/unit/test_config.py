@@ -125,7 +125,7 @@ def test_commands_accept_string_or_list() -> None:
         ({"upstreams": [{"name": "a"}]}, "upstreams[0]: needs service"),
         ({"upstreams": [{"name": "a", "node_port": 1}, {"name": "a", "node_port": 2}]},
          "upstreams[1].name: duplicate upstream name"),
-        ({"upstreams": "k8s"}, "upstreams: must be a non-empty list"),
+        ({"upstreams": "k8s"}, "upstreams: must be a list, got a string"),
     ],
 )
 def test_bad_config_names_the_key(doc: Any, message: str) -> None:

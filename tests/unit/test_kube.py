@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 import tenacity
 import yaml
@@ -19,16 +18,18 @@ from lbsync_lab.hostile import HostileApi, Reply, Script, json_reply
 from lbsync import kube
 from lbsync.config import KubernetesConfig
 from lbsync.errors import ApiError, ConfigError, Expired
+from lbsync.kubeconfig import Connection
 from lbsync.model import Event
 
 
 class Server(HostileApi):
-    def client(self) -> kube.Client:
-        conf = kubernetes.client.Configuration()
-        conf.host = self.url
-        conf.api_key = {"authorization": "secret"}
-        conf.api_key_prefix = {"authorization": "Bearer"}
-        return kube.Client(conf)
+    def client(self, streaming: bool | None = False) -> kube.Client:
+        """A client of this server; by default one that pages through lists (the tests of
+        streamed lists say `streaming=None`: try, then remember)."""
+        client = kube.Client(Connection(self.url, headers=lambda: {
+            "authorization": "Bearer secret"}))
+        client.streaming = streaming
+        return client
 
 
 @pytest.fixture
@@ -128,10 +129,8 @@ def test_an_endless_error_body_is_bounded(serve: Any) -> None:
 
 
 def test_unreachable_server_names_it() -> None:
-    conf = kubernetes.client.Configuration()
-    conf.host = "http://127.0.0.1:9"
     with pytest.raises(ApiError) as err:
-        kube.Client(conf).call("GET", "/version", what="version")
+        kube.Client(Connection("http://127.0.0.1:9")).call("GET", "/version", what="version")
     assert str(err.value) == ("cannot reach the API server http://127.0.0.1:9 (version): "
                               "connection refused")
     assert err.value.status is None and err.value.retryable
@@ -245,5 +244,115 @@ def test_a_broken_kubeconfig_is_one_config_error_naming_it(tmp_path: Path, text:
     path = tmp_path / "kc"
     path.write_text(text)
     with pytest.raises(ConfigError, match=f"kubernetes.kubeconfig: cannot load .*{message}") as e:
-        kube.load_configuration(KubernetesConfig(path))
+        kube.load_connection(KubernetesConfig(path))
     assert "\n" not in str(e.value)
+
+
+# --- streamed lists (watch-list) -------------------------------------------------------------
+
+
+def added(name: str, rv: str = "1", kind: str = "ADDED") -> bytes:
+    return json.dumps({"type": kind, "object": node(name, rv)}).encode() + b"\n"
+
+
+def bookmark(rv: str, end: bool = True) -> bytes:
+    meta: dict[str, Any] = {"resourceVersion": rv}
+    if end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return json.dumps({"type": "BOOKMARK", "object": {"metadata": meta}}).encode() + b"\n"
+
+
+def page(*names: str) -> Reply:
+    return json_reply({"items": [node(n) for n in names], "metadata": {"resourceVersion": "9"}})
+
+
+def watch_list(stream_reply: Callable[[], Reply]) -> Script:
+    """A server that answers a watch-list with `stream_reply`, and pages with a, b, c."""
+    return lambda p, q: stream_reply() if "sendInitialEvents" in q else page("a", "b", "c")
+
+
+def test_a_streamed_list_ends_at_its_bookmark(serve: Any) -> None:
+    server = serve(watch_list(lambda: (200, {}, iter([
+        added("a") + added("b")[:10], added("b")[10:] + added("c"),
+        added("b", "3", "MODIFIED") + added("c", "4", "DELETED"),  # changes while listing
+        bookmark("7"),
+        added("after-the-bookmark")]))))
+    client = server.client(streaming=None)
+    listed = client.list(kube.nodes("pool=edge"))
+    assert sorted(listed.items) == ["a", "b"] and listed.resource_version == "7"
+    assert client.streaming is True and len(server.requests) == 1
+    q = server.requests[0][1]
+    assert (q["watch"], q["sendInitialEvents"], q["resourceVersionMatch"],
+            q["allowWatchBookmarks"], q["labelSelector"]) == (
+        ["1"], ["true"], ["NotOlderThan"], ["true"], ["pool=edge"])
+    assert "resourceVersion" not in q and "limit" not in q  # a consistent read, no pages
+
+
+@pytest.mark.parametrize("reply", [
+    pytest.param(lambda: json_reply({"kind": "Status", "reason": "Invalid"}, 422), id="422"),
+    pytest.param(lambda: json_reply({"kind": "Status"}, 400), id="400"),
+    pytest.param(lambda: json_reply({"kind": "Status"}, 403), id="403: no watch right"),
+    pytest.param(lambda: (200, {}, iter([added("a"), bookmark("5", end=False)])),
+                 id="a plain bookmark first"),
+    pytest.param(lambda: (200, {}, iter([added("a"), added("b")])), id="no bookmark, ended"),
+])
+def test_a_server_that_cannot_stream_gets_pages(serve: Any, reply: Callable[[], Reply]
+                                                ) -> None:
+    server = serve(watch_list(reply))
+    client = server.client(streaming=None)
+    listed = client.list(kube.nodes())
+    assert sorted(listed.items) == ["a", "b", "c"] and listed.resource_version == "9"
+    assert client.streaming is False
+    client.list(kube.nodes())  # remembered: no second try
+    assert ["sendInitialEvents" in r[1] for r in server.requests] == [True, False, False]
+
+
+def test_a_stream_that_goes_silent_before_its_bookmark_gets_pages(
+        serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kube, "STREAM_SILENCE", 0.3)
+
+    def silent() -> Iterator[bytes]:
+        yield added("a")
+        time.sleep(3)  # a server that ignored sendInitialEvents: now it waits for changes
+
+    server = serve(watch_list(lambda: (200, {}, silent())))
+    client = server.client(streaming=None)
+    start = time.monotonic()
+    assert sorted(client.list(kube.nodes()).items) == ["a", "b", "c"]
+    assert client.streaming is False and time.monotonic() - start < 2.5
+
+
+@pytest.mark.parametrize(("reply", "error"), [
+    (lambda: json_reply({"kind": "Status", "message": "etcd down"}, 503), "etcd down"),
+    (lambda: (200, {}, iter([added("a"), b'{"type":"ERROR","object":{"code":500,'
+                                          b'"message":"cache not ready"}}\n'])),
+     "cache not ready"),
+    (lambda: (200, {}, iter([b"<html>\n"])), "invalid JSON"),
+])
+def test_a_failing_stream_is_an_error_not_a_fallback(serve: Any, reply: Callable[[], Reply],
+                                                     error: str) -> None:
+    server = serve(watch_list(reply))
+    client = server.client(streaming=None)
+    with pytest.raises(ApiError, match=error):
+        client.list(kube.nodes())
+    assert client.streaming is None and len(server.requests) == 1  # retried as a stream
+
+
+def test_a_stream_is_bounded_like_pages(serve: Any) -> None:
+    endless = (added(f"n{i}") for i in range(10**9))
+    server = serve(watch_list(lambda: (200, {}, endless)))
+    with pytest.raises(kube.ProtocolError, match="more than 120 objects"):
+        server.client(streaming=None).list(kube.nodes(), max_objects=120)
+    same = (added("n") for _ in range(10**9))
+    server = serve(watch_list(lambda: (200, {}, same)))
+    with pytest.raises(kube.ProtocolError, match="not done after"):
+        server.client(streaming=None).list(kube.nodes(), deadline=0.3)
+
+
+@pytest.mark.parametrize("chunks", [
+    [b"a\nb\n"], [b"a", b"\n", b"b\n"], [b"a\nb"], [b"\n\na\n  \nb\n\n"],
+    [b"a", b"", b"\nb", b"\n"], [b"a\r\n", b"b\r\n"],
+])
+def test_lines_are_split_wherever_the_chunks_break(chunks: list[bytes]) -> None:
+    got = [line.strip() for line in kube.split_lines(iter(chunks), "x")]
+    assert got == [b"a", b"b"]

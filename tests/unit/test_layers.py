@@ -26,14 +26,17 @@ PURE = {
     "lbsync.errors", "lbsync.bootstrap.config", "lbsync.bootstrap.manifests",
     "lbsync.bootstrap.plan", "lbsync.bootstrap.conditions", "lbsync.bootstrap.crds",
     "lbsync.bootstrap.report", "lbsync.health", "lbsync.guard", "lbsync.serverlines",
+    "lbsync.loadbalancer",
 }
 # lbsync's own modules that do I/O: the pure core must not reach them, even indirectly.
 EDGES = {
-    "lbsync.kube", "lbsync.files", "lbsync.nginxctl", "lbsync.apply", "lbsync.sync",
+    "lbsync.kube", "lbsync.kubeconfig", "lbsync.files", "lbsync.nginxctl", "lbsync.apply",
+    "lbsync.sync",
     "lbsync.watch", "lbsync.daemon", "lbsync.httpapi", "lbsync.notify", "lbsync.logs",
     "lbsync.cli", "lbsync.cliargs", "lbsync.cmd_sync", "lbsync.cmd_daemon",
     "lbsync.bootstrap.cluster", "lbsync.bootstrap.helm", "lbsync.bootstrap.actions",
     "lbsync.bootstrap.verify", "lbsync.bootstrap.cli", "lbsync.probe", "lbsync.publish",
+    "lbsync.leader", "lbsync.statuswriter",
 }
 IO_MODULES = {"subprocess", "socket", "ssl", "http", "urllib", "urllib3", "kubernetes",
               "threading", "tempfile", "shutil", "fcntl", "signal", "requests"}

@@ -117,9 +117,9 @@ def test_api_errors_are_retried_and_reported_in_health() -> None:
     s = Script()
     s.lists = [ApiError("cannot reach the API server", None), Listed({"a": n("a")}, "10")]
     r, cache, metrics, stop = start(s)
-    until(lambda: "a" in nodes(cache))
+    # The cache fills a moment before health says recovered: wait for both.
+    until(lambda: "a" in nodes(cache) and r.health.failing_since is None)
     assert metrics.api_errors.labels(code="connection")._value.get() >= 1
-    assert r.health.failing_since is None  # recovered
     stop.set()
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lbsync_lab.controllers import ControllerManager
 from lbsync_lab.sim import ApiServer, objects
+from lbsync_lab.sim.server import WATCH_LIST_MODES
 
 
 def add_nodes(api: ApiServer, nodes: int) -> None:
@@ -50,11 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default="secret", help="bearer token clients must send")
     p.add_argument("--no-tls", action="store_true", help="serve plain HTTP")
     p.add_argument("--bookmark-interval", type=float, default=60.0)
+    p.add_argument("--watch-list", choices=WATCH_LIST_MODES, default="on",
+                   help="serve watch-lists (sendInitialEvents) as kube-apiserver 1.35 does "
+                   "(on), refuse them as 1.27-1.31 do with the WatchList gate off (off), or "
+                   "ignore the parameters and send no initial-events-end bookmark (ignored)")
     p.add_argument("--no-controllers", action="store_true",
                    help="run no stand-in controllers (Deployments then never become ready)")
+    p.add_argument("--stdin-control", action="store_true",
+                   help="read fault commands from stdin, one a line: compact (forget "
+                   "history: older resourceVersions get 410), drop-watches; each answered "
+                   "with `ok COMMAND` on stdout")
     args = p.parse_args(argv)
     api = ApiServer(workdir=args.workdir, token=args.token, tls=not args.no_tls,
-                    bookmark_interval=args.bookmark_interval, host=args.host, port=args.port)
+                    bookmark_interval=args.bookmark_interval, host=args.host, port=args.port,
+                    watch_list=args.watch_list)
     add_nodes(api, args.nodes)
     if args.demo_objects:
         add_demo_objects(api)
@@ -68,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+    if args.stdin_control:
+        threading.Thread(target=_control, args=(api,), daemon=True).start()
     with contextlib.ExitStack() as stack:
         if not args.no_controllers:
             stack.enter_context(ControllerManager(api))
@@ -75,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
     api.stop()
     return 0
+
+
+def _control(api: ApiServer) -> None:
+    """Fault commands from another process (a benchmark): see --stdin-control."""
+    actions = {"compact": api.compact, "drop-watches": api.faults.drop_watches}
+    for line in sys.stdin:
+        command = line.strip()
+        if command in actions:
+            actions[command]()
+            print(f"ok {command}", flush=True)
+        elif command:
+            print(f"unknown {command}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import re
 import socket
 import ssl
 import struct
@@ -248,9 +249,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._non_resource(req)
             return
         target, verb = self._target(req)
+        name = target.name or ""
+        if not name and verb in ("list", "watch"):
+            # kube-apiserver's RequestInfo: a list or watch selecting one name by field is
+            # authorized as a request for that name, so RBAC resourceNames can allow it.
+            name = _selected_name(req.q.get("fieldSelector") or "")
         self._authorize(req.user, Attributes(
             verb, target.rt.group, target.rt.plural, target.sub or "",
-            target.name or "", target.name if target.rt.kind == "Namespace" and target.name
+            name, target.name if target.rt.kind == "Namespace" and target.name
             else (target.namespace or "")))
         if target.rt.virtual or target.sub == "token":
             self._answer_review(req, target)
@@ -548,7 +554,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _watch(self, req: _Request, t: _Target) -> None:
         api, store, rt, q = self.api, self.api.store, t.rt, req.q
         pred = _predicates(rt, t.namespace, q)
-        opts = _watch_options(q)
+        opts = _watch_options(q, api.watch_list)
         initial: list[Stored] = []
         expired: str | None = None
         with store.cond:
@@ -580,8 +586,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
                 return
             stream = _EventWriter(self, req)
-            if initial:
-                self._chunk(b"".join(stream.line("ADDED", s.obj, s) for s in initial))
+            # Written as they are encoded, in chunks of ~64 KB, as kube-apiserver streams
+            # them: a client parses while the server is still sending.
+            pending: list[bytes] = []
+            size = 0
+            for s in initial:
+                pending.append(stream.line("ADDED", s.obj, s))
+                size += len(pending[-1])
+                if size >= _STREAM_CHUNK:
+                    self._chunk(b"".join(pending))
+                    pending, size = [], 0
+            if pending:
+                self._chunk(b"".join(pending))
             if opts.initial_events:
                 # the end of a watch-list's initial state (helm 4's --wait waits for it)
                 self._chunk(_bookmark(rt, pos, initial_events_end=True))
@@ -647,7 +663,16 @@ class _WatchOptions:
     initial_events: bool
 
 
-def _watch_options(q: dict[str, str]) -> _WatchOptions:
+_STREAM_CHUNK = 64 << 10
+WATCH_LIST_MODES = ("on", "off", "ignored")
+
+
+def _watch_options(q: dict[str, str], watch_list: str = "on") -> _WatchOptions:
+    """``watch_list``: "on" serves watch-lists as kube-apiserver 1.35 does; "off" refuses them
+    as 1.27-1.31 do with the WatchList feature gate off (older servers refuse
+    ``resourceVersionMatch`` on a watch with the same 422); "ignored" takes them for a plain
+    watch, as a server or proxy that drops the unknown parameters would: every object as
+    ADDED, and no initial-events-end bookmark."""
     bookmarks = q.get("allowWatchBookmarks") in _TRUE
     try:
         timeout = float(q.get("timeoutSeconds") or 0) or None
@@ -661,6 +686,12 @@ def _watch_options(q: dict[str, str]) -> _WatchOptions:
     except ValueError as exc:
         raise ApiError(400, f"invalid resourceVersion {rv_param!r}") from exc
     initial = q.get("sendInitialEvents") in _TRUE
+    if watch_list == "ignored":
+        return _WatchOptions(start_rv, timeout, bookmarks, False)
+    if watch_list == "off" and "sendInitialEvents" in q:
+        raise ApiError(422, 'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: '
+                       "Forbidden: sendInitialEvents is forbidden for watch unless the "
+                       "WatchList feature gate is enabled", reason="Invalid")
     if initial and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
         raise ApiError(422, "sendInitialEvents=true requires resourceVersionMatch=NotOlderThan "
                        "and allowWatchBookmarks=true", reason="Invalid")
@@ -687,6 +718,17 @@ class _EventWriter:
     def filtered(self, e: Event, pred: Predicate | None) -> bytes | None:
         etype = _event_type(e, pred)
         return None if etype is None else self.line(etype, e.new.obj, e.new)
+
+
+def _selected_name(selector: str) -> str:
+    """The name a field selector requires exactly (``metadata.name=x`` or ``==x``, alone or
+    with other terms), as kube-apiserver's ``RequiresExactMatch("metadata.name")``; "" if
+    none, or if the name is not a valid path segment."""
+    for term in selector.split(","):
+        m = re.match(r"^\s*metadata\.name\s*==?\s*(.*?)\s*$", term)
+        if m and m[1] not in ("", ".", "..") and not set(m[1]) & {"/", "%"}:
+            return m[1]
+    return ""
 
 
 def _dry_run(query: str | None, body: Any) -> bool:
@@ -753,7 +795,11 @@ class ApiServer:
 
     def __init__(self, workdir: Path, token: str | None = "secret", tls: bool = True,
                  bookmark_interval: float = 1.0, history: int = 1000,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, watch_list: str = "on") -> None:
+        if watch_list not in WATCH_LIST_MODES:
+            raise ValueError(f"watch_list must be one of {WATCH_LIST_MODES}")
+        self.watch_list = watch_list
+        """Whether watch-lists (``sendInitialEvents``) are served: see ``_watch_options``."""
         self.workdir = Path(workdir)
         self.token = token
         self.tls = tls

@@ -1,4 +1,5 @@
-"""check --pre, verify and doctor against the emulator, healthy and with each known failure."""
+"""check --pre, verify and doctor against the emulator with the real helm 4, healthy and with
+each known failure (doctor's on a fresh copy of a real install per test)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lbsync_lab.fixtures import Env, statuses
+from lbsync_lab.fixtures import Lab, statuses
 from lbsync_lab.rig import addr
 
-from lbsync.bootstrap import actions, checks, doctor, verify
+from lbsync.bootstrap import actions, checks, doctor, manifests, verify
 from lbsync.bootstrap.helm import Helm
 from lbsync.bootstrap.report import Report, Status
 
@@ -26,7 +27,7 @@ def eventually(fn: Callable[[], Report], ok: Callable[[Report], bool],
         time.sleep(0.03)
 
 
-def run_doctor(env: Env) -> Report:
+def run_doctor(env: Lab) -> Report:
     return doctor.diagnose(env.cfg, doctor.gather(env.cfg, env.ctx.cluster))
 
 
@@ -34,7 +35,7 @@ def failing(report: Report, name: str) -> Any:
     return next((r for r in report.results if r.name == name and r.status is Status.FAIL), None)
 
 
-def edit(env: Env, kind: str, name: str, ns: str | None, fn: Callable[[dict[str, Any]], None],
+def edit(env: Lab, kind: str, name: str, ns: str | None, fn: Callable[[dict[str, Any]], None],
          ) -> None:
     with env.api.store.cond:  # the stand-in controller writes too: no lost updates
         obj = copy.deepcopy(env.api.get(kind, name, ns))
@@ -44,7 +45,7 @@ def edit(env: Env, kind: str, name: str, ns: str | None, fn: Callable[[dict[str,
 
 # ---- check --pre --------------------------------------------------------------------------
 
-def test_check_pre_on_an_empty_cluster(env: Env) -> None:
+def test_check_pre_on_an_empty_cluster(env: Lab) -> None:
     report = checks.run_pre(env.cfg, env.ctx.cluster, env.ctx.helm)
     got = statuses(report)
     assert got["kubernetes version"] == "PASS"
@@ -54,10 +55,12 @@ def test_check_pre_on_an_empty_cluster(env: Env) -> None:
     assert got["node port 32001 band"] == "WARN"  # 32001 lies in the dynamic band
     assert got["Gateway API CRDs"] == "PASS"
     assert got["backend default/hello-world-1-svc"] == "PASS"
+    assert got["permission create serviceaccounts/token"] == "PASS"
+    assert got["helm chart ingress-0.24.0"] == "PASS"
     assert report.exit_code() == 3
 
 
-def test_check_pre_failures(env: Env) -> None:
+def test_check_pre_failures(env: Lab) -> None:
     env.api.deny("create", "clusterroles")
     env.api.put({"apiVersion": "v1", "kind": "Service",
                  "metadata": {"name": "squatter", "namespace": "default"},
@@ -68,16 +71,17 @@ def test_check_pre_failures(env: Env) -> None:
     assert got["helm"] == "FAIL"
     assert "already allocated by Service default/squatter" in failing(
         report, "node port 32001").message
+    assert "helm chart ingress-0.24.0" not in got  # no helm to ask
     assert report.exit_code() == 1
 
 
-def test_check_pre_node_port_out_of_range(env: Env) -> None:
+def test_check_pre_node_port_out_of_range(env: Lab) -> None:
     env.with_cfg(kong__node_port=40000)
     report = checks.run_pre(env.cfg, env.ctx.cluster, env.ctx.helm)
     assert "outside the cluster's NodePort range" in failing(report, "node port 40000").message
 
 
-def test_check_pre_sees_the_installed_bundle(installed: Env) -> None:
+def test_check_pre_sees_the_installed_bundle(installed: Lab) -> None:
     report = checks.run_pre(installed.cfg, installed.ctx.cluster, installed.ctx.helm)
     got = {r.name: r for r in report.results}
     assert got["Gateway API CRDs"].message == "v1.0.0 installed"
@@ -85,19 +89,22 @@ def test_check_pre_sees_the_installed_bundle(installed: Env) -> None:
     assert got["node port 32001"].status is Status.PASS
 
 
-def test_apply_with_the_node_port_taken_fails_in_one_line(env: Env) -> None:
+def test_apply_with_the_node_port_taken_fails_in_one_line(env: Lab) -> None:
     env.api.put({"apiVersion": "v1", "kind": "Service",
                  "metadata": {"name": "squatter", "namespace": "default"},
                  "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 32001}]}})
     report = actions.apply(env.ctx)
     last = report.results[-1]
     assert last.status is Status.FAILED and last.name == "Kong (helm)"
-    assert "already allocated" in last.message
+    # The real helm's words, with the API server's: the Service and the port.
+    assert 'Service "kong-gateway-proxy" is invalid' in last.message
+    assert "32001: provided port is already allocated" in last.message
+    assert "\n" not in last.message
 
 
 # ---- doctor -------------------------------------------------------------------------------
 
-def test_doctor_healthy(installed: Env) -> None:
+def test_doctor_healthy(installed: Lab) -> None:
     report = run_doctor(installed)
     assert not report.failed and not report.warned, [
         r for r in report.results if r.status is not Status.PASS]
@@ -106,14 +113,14 @@ def test_doctor_healthy(installed: Env) -> None:
     assert "gatewayclass kong-class" in names
 
 
-def test_doctor_on_an_empty_cluster_names_what_is_missing(env: Env) -> None:
+def test_doctor_on_an_empty_cluster_names_what_is_missing(env: Lab) -> None:
     report = run_doctor(env)
     assert failing(report, "crd gateways").hint == "run `lbsync bootstrap apply`"
     assert failing(report, "deployment kong-gateway")
     assert failing(report, "gatewayclass kong-class")
 
 
-def test_doctor_class_not_accepted(installed: Env) -> None:
+def test_doctor_class_not_accepted(installed: Lab) -> None:
     installed.controller.refuse_class = True
     report = eventually(lambda: run_doctor(installed),
                         lambda r: failing(r, "gatewayclass kong-class") is not None)
@@ -121,7 +128,7 @@ def test_doctor_class_not_accepted(installed: Env) -> None:
     assert "InvalidParameters" in result.message and result.hint
 
 
-def test_doctor_missing_unmanaged_annotation(installed: Env) -> None:
+def test_doctor_missing_unmanaged_annotation(installed: Lab) -> None:
     edit(installed, "GatewayClass", "kong-class", None,
          lambda o: o["metadata"].pop("annotations"))
     result = failing(run_doctor(installed), "gatewayclass kong-class")
@@ -132,7 +139,7 @@ def test_doctor_missing_unmanaged_annotation(installed: Env) -> None:
     assert failing(run_doctor(installed), "gatewayclass kong-class") is None
 
 
-def test_doctor_listener_port_unavailable(installed: Env) -> None:
+def test_doctor_listener_port_unavailable(installed: Lab) -> None:
     def to_node_port(o: dict[str, Any]) -> None:
         o["spec"]["listeners"][0]["port"] = 32001
 
@@ -156,13 +163,20 @@ def test_doctor_listener_port_unavailable(installed: Env) -> None:
     assert not verdict.ok and "not the node port" in verdict.hint
 
 
-def test_doctor_admin_endpoints_missing(installed: Env) -> None:
-    installed.api.delete("EndpointSlice", "kong-gateway-admin-x1", "kong")
-    result = failing(run_doctor(installed), "admin endpoints kong/kong-gateway-admin")
-    assert "admin-tls" in result.message and "admin API" in result.hint
+def test_doctor_kong_not_ready(installed: Lab) -> None:
+    """Kong's pods not ready: the Deployment and the admin endpoints KIC needs both fail."""
+    installed.controller.deployments.unready.add(("kong", "kong-gateway"))
+    name = "admin endpoints kong/kong-gateway-admin"
+    report = eventually(lambda: run_doctor(installed), lambda r: failing(r, name) is not None)
+    result = failing(report, name)
+    assert "no ready endpoints with an admin-tls port" in result.message
+    assert "admin API" in result.hint
+    dep = failing(report, "deployment kong-gateway")
+    assert "0/1 available (Available=False MinimumReplicasUnavailable" in dep.message
+    assert "kubectl -n kong describe deployment kong-gateway" in dep.hint
 
 
-def test_doctor_route_not_allowed_by_listeners(installed: Env) -> None:
+def test_doctor_route_not_allowed_by_listeners(installed: Lab) -> None:
     def same_namespace(o: dict[str, Any]) -> None:
         o["spec"]["listeners"][0]["allowedRoutes"] = {"namespaces": {"from": "Same"}}
 
@@ -171,10 +185,30 @@ def test_doctor_route_not_allowed_by_listeners(installed: Env) -> None:
     report = eventually(lambda: run_doctor(installed), lambda r: failing(r, name) is not None)
     result = failing(report, name)
     assert "NotAllowedByListeners" in result.message
-    assert "allowedRoutes.namespaces.from: All" in result.hint
+    assert "add the route there" in result.hint
 
 
-def test_doctor_backend_not_found_and_verify_fails(installed: Env, kong: Any) -> None:
+def test_a_route_from_another_namespace_is_not_admitted(installed: Lab) -> None:
+    """The Gateway admits routes only from the configured routes' namespaces: an HTTPRoute
+    someone adds elsewhere, claiming the same host, is refused."""
+    installed.api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rogue"}})
+    rogue = manifests.http_route(installed.cfg, installed.cfg.routes[0])
+    rogue["metadata"]["namespace"] = "rogue"
+    installed.api.put(rogue)
+
+    def verdict() -> Any:
+        route = installed.api.get("HTTPRoute", rogue["metadata"]["name"], "rogue")
+        return (route.get("status") or {}).get("parents")
+
+    eventually(lambda: Report("x"), lambda r: bool(verdict()))
+    conds = {c["type"]: c for c in verdict()[0]["conditions"]}
+    assert (conds["Accepted"]["status"], conds["Accepted"]["reason"]) == (
+        "False", "NotAllowedByListeners")
+    gw = installed.api.get("Gateway", "kong-gateway", "kong")
+    assert gw["status"]["listeners"][0]["attachedRoutes"] == 1  # only the configured one
+
+
+def test_doctor_backend_not_found_and_verify_fails(installed: Lab, kong: Any) -> None:
     installed.api.delete("Service", "hello-world-1-svc", "default")
     name = "httproute default/worlds-com-world1"
     result = failing(run_doctor(installed), name)
@@ -188,7 +222,7 @@ def test_doctor_backend_not_found_and_verify_fails(installed: Env, kong: Any) ->
     assert fail.status is Status.FAIL and "no Route matched" in fail.message
 
 
-def test_doctor_node_port_moved(installed: Env) -> None:
+def test_doctor_node_port_moved(installed: Lab) -> None:
     def other_port(o: dict[str, Any]) -> None:
         o["spec"]["ports"][0]["nodePort"] = 31999
 
@@ -199,7 +233,7 @@ def test_doctor_node_port_moved(installed: Env) -> None:
 
 # ---- verify -------------------------------------------------------------------------------
 
-def test_verify_through_kong(installed: Env, kong: Any) -> None:
+def test_verify_through_kong(installed: Lab, kong: Any) -> None:
     report = verify.run_verify(installed.cfg, installed.ctx.cluster, None, kong.port)
     assert not report.failed, report.results
     assert report.extra["target"] == f"{addr(1)}:{kong.port}"
@@ -208,12 +242,12 @@ def test_verify_through_kong(installed: Env, kong: Any) -> None:
     assert kong.requests[1][0] == verify.UNKNOWN_HOST
 
 
-def test_verify_before_install_fails(env: Env, kong: Any) -> None:
+def test_verify_before_install_fails(env: Lab, kong: Any) -> None:
     report = verify.run_verify(env.cfg, env.ctx.cluster, None, kong.port)
     assert report.failed
     assert "no Route matched" in report.results[0].message
 
 
-def test_verify_nothing_listening(env: Env) -> None:
+def test_verify_nothing_listening(env: Lab) -> None:
     report = verify.run_verify(env.cfg, None, "127.0.20.2", 9, timeout=1.0)
     assert report.failed and "cannot connect" in report.results[0].message

@@ -169,3 +169,34 @@ def test_tokens_stop_working_with_what_they_are_bound_to(
     with _client(api, token) as c, pytest.raises(ApiException) as exc:
         kubernetes.client.CoreV1Api(c).list_node()
     assert exc.value.status == 401
+
+
+def test_resource_names_allow_a_list_or_watch_selecting_that_name(
+        api: ApiServer, token: str) -> None:
+    """kube-apiserver authorizes a list or watch with ``fieldSelector=metadata.name=X`` as a
+    request for X, so a Role's resourceNames can allow reading exactly one Service."""
+    api.delete("ClusterRoleBinding", "lbsync-reader")
+    api.put({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": "proxy-reader", "namespace": "kong"},
+             "rules": [{"apiGroups": [""], "resources": ["services"],
+                        "verbs": ["get", "list", "watch"],
+                        "resourceNames": ["kong-gateway-proxy"]}]})
+    api.put({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "proxy-reader", "namespace": "kong"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": "proxy-reader"},
+             "subjects": [{"kind": "ServiceAccount", "name": "lbsync", "namespace": "kong"}]})
+    api.put(objects.service("kong", "other"))
+    with _client(api, token) as c:
+        core = kubernetes.client.CoreV1Api(c)
+        one = core.list_namespaced_service("kong",
+                                           field_selector="metadata.name=kong-gateway-proxy")
+        assert [s.metadata.name for s in one.items] == ["kong-gateway-proxy"]
+        events = core.list_namespaced_service(
+            "kong", field_selector="metadata.name==kong-gateway-proxy", watch=True,
+            timeout_seconds=1, _preload_content=False)
+        assert b"kong-gateway-proxy" in events.read()
+        for selector in (None, "metadata.name=other", "metadata.name!=other"):
+            with pytest.raises(ApiException) as exc:
+                core.list_namespaced_service("kong", field_selector=selector)
+            assert 'cannot list resource "services"' in _forbidden(exc)["message"]

@@ -56,16 +56,23 @@ def test_server_version(version: Obj, status: Status) -> None:
     assert checks.server_version(version).status is status
 
 
-@pytest.mark.parametrize(("version", "error", "status"), [
-    ((3, 14, 2), None, Status.PASS),
-    ((3, 7, 0), None, Status.FAIL),
-    ((2, 17, 0), None, Status.FAIL),
-    (None, None, Status.WARN),
-    (None, "helm: 'helm' not found on PATH", Status.FAIL),
+@pytest.mark.parametrize(("version", "error", "status", "text"), [
+    ((4, 1, 4), None, Status.PASS, "v4.1.4"),
+    ((3, 17, 3), None, Status.PASS, "v3.17.3"),
+    ((3, 17, 0), None, Status.PASS, "v3.17.0"),
+    ((3, 16, 4), None, Status.FAIL, "v3.16.4 is older than v3.17.0"),
+    ((3, 8, 0), None, Status.FAIL, "older than"),
+    ((2, 17, 0), None, Status.FAIL, "older than"),
+    ((5, 0, 0), None, Status.FAIL, "helm 5 is not supported"),
+    (None, None, Status.FAIL, "cannot parse"),
+    (None, "helm: 'helm' not found on PATH", Status.FAIL, "not found on PATH"),
 ])
 def test_helm_version(version: tuple[int, int, int] | None, error: str | None,
-                      status: Status) -> None:
-    assert checks.helm_version(version, error).status is status
+                      status: Status, text: str) -> None:
+    result = checks.helm_version(version, error)
+    assert result.status is status and text in result.message
+    if status is Status.FAIL:
+        assert result.hint.startswith("install helm 3.17+ or helm 4")
 
 
 def test_backends() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lbsync.bootstrap.config import BootstrapConfig, Route, parse_route
+from lbsync.bootstrap.config import BootstrapConfig, Route, hostnames_intersect, parse_route
 from lbsync.bootstrap.config import load as config_from_mapping
 from lbsync.errors import ConfigError
 
@@ -48,6 +48,27 @@ def test_defaults_follow_the_tutorial() -> None:
     assert cfg.gateway_api.crds_source.endswith("/v1.0.0/standard-install.yaml")
     assert cfg.routes == (Route("worlds.com", "/world1", "hello-world-1-svc", 80),)
     assert cfg.kong.deployments == ("kong-controller", "kong-gateway")
+    assert (cfg.kong.chart, cfg.kong.chart_version) == ("ingress", "0.24.0")
+    assert (cfg.kong.admin_http, cfg.kong.manager) == (False, False)
+    assert (cfg.access.credential, cfg.access.token_seconds) == ("token-request", 30 * 86400)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30d", 2592000), ("12h", 43200), ("90m", 5400), ("600s", 600), ("3600", 3600),
+    (7200, 7200)])
+def test_token_lifetime(text: Any, seconds: int) -> None:
+    cfg = config_from_mapping({"access": {"token_lifetime": text}})
+    assert cfg.access.token_seconds == seconds
+
+
+@pytest.mark.parametrize(("a", "b", "meet"), [
+    ("worlds.com", "worlds.com", True), ("worlds.com", "other.com", False),
+    ("*.worlds.com", "a.worlds.com", True), ("*.worlds.com", "a.b.worlds.com", True),
+    ("*.worlds.com", "worlds.com", False), ("a.worlds.com", "*.worlds.com", True),
+    ("*.worlds.com", "*.a.worlds.com", True), ("*.a.com", "*.b.com", False),
+])
+def test_hostnames_intersect(a: str, b: str, meet: bool) -> None:
+    assert hostnames_intersect(a, b) is meet and hostnames_intersect(b, a) is meet
 
 
 def test_full_file() -> None:
@@ -86,6 +107,15 @@ def test_full_file() -> None:
     ({"wait_timeout": 0}, "wait_timeout: 0 is out of range"),
     ({"kong": {"chart_version": 1.10}}, "kong.chart_version: .*quote it"),
     ({"kong": {"release": 7}}, "kong.release: must be a string"),
+    ({"kong": {"repo_name": "kong"}}, "kong.repo_name: no longer used: helm fetches"),
+    ({"gateway": {"hostname": "*.worlds.com"}, "routes": ["other.org/ -> s:80"]},
+     "routes: a route's host does not match gateway.hostname"),
+    ({"routes": [f"h{i}.org/ -> s:80" for i in range(65)]}, "more than 64 different hosts"),
+    ({"access": {"credential": "forever"}}, "access.credential"),
+    ({"access": {"token_lifetime": "5m"}}, "must be between 10m and 366d"),
+    ({"access": {"token_lifetime": "400d"}}, "must be between 10m and 366d"),
+    ({"access": {"token_lifetime": "a week"}}, "expected a duration such as 30d"),
+    ({"access": {"token_lifetime": True}}, "expected a duration"),
     ([1, 2], "must be a mapping"),
 ])
 def test_config_errors(data: Any, match: str) -> None:

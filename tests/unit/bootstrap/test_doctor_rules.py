@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from lbsync.bootstrap import doctor
-from lbsync.bootstrap.config import BootstrapConfig
+from lbsync.bootstrap.config import AccessSection, BootstrapConfig
 from lbsync.bootstrap.doctor import Snapshot
 from lbsync.bootstrap.report import Status
 
@@ -93,14 +93,54 @@ def test_route_with_missing_backend() -> None:
     assert "backend Service default/hello-world-1-svc not found" in result.message
 
 
-@pytest.mark.parametrize(("secret", "status"), [
-    ({"data": {"token": "dG9r"}}, Status.PASS),
-    ({"data": {}}, Status.WARN),
-    (None, Status.WARN),
+SA: Obj = {"metadata": {"name": "lbsync", "namespace": "kong"}}
+
+
+def granted(*extra: tuple[str, str, str, str], missing: int = 0) -> dict[Any, bool]:
+    needs, refused = doctor.access_checks(CFG)
+    access = {c: True for c in needs[missing:]} | {c: False for c in refused}
+    return access | {c: True for c in extra}
+
+
+@pytest.mark.parametrize(("snap", "status", "text"), [
+    (Snapshot(service_account=SA, access=granted()), Status.PASS,
+     "reads nodes and Service kong/kong-gateway-proxy; writes nothing"),
+    (Snapshot(service_account=None), Status.FAIL, "ServiceAccount not found"),
+    (Snapshot(service_account=SA, access=granted(missing=1)), Status.FAIL,
+     "may not list nodes"),
+    (Snapshot(service_account=SA, access=granted(("patch", "nodes", "", ""))), Status.WARN,
+     "may also patch nodes"),
+    (Snapshot(service_account=SA, access=granted(("list", "services", "kong", ""))),
+     Status.WARN, "may also list services in kong"),
 ])
-def test_access(secret: Obj | None, status: Status) -> None:
-    (result,) = doctor.check_access(CFG, Snapshot(token_secret=secret))
-    assert result.status is status
+def test_access(snap: Snapshot, status: Status, text: str) -> None:
+    result = doctor.check_access(CFG, snap)[0]
+    assert result.status is status and text in result.message, result
+
+
+@pytest.mark.parametrize(("credential", "secret", "status"), [
+    ("secret", {"data": {"token": "dG9r"}}, Status.PASS),
+    ("secret", {"data": {}}, Status.WARN),
+    ("secret", None, Status.WARN),
+    ("token-request", {"data": {"token": "dG9r"}}, Status.WARN),  # a standing credential
+    ("token-request", None, None),
+])
+def test_token(credential: str, secret: Obj | None, status: Status | None) -> None:
+    cfg = BootstrapConfig(access=AccessSection(credential=credential))
+    results = doctor.check_token(cfg, Snapshot(token_secret=secret))
+    assert [r.status for r in results] == ([status] if status else [])
+
+
+def test_listeners_that_admit_anyone_warn() -> None:
+    gw = {"spec": {"listeners": [{"name": "http", "port": 80,
+                                  "allowedRoutes": {"namespaces": {"from": "All"}}}]}}
+    (result,) = doctor.check_listeners(CFG, gw)
+    assert result.status is Status.WARN
+    assert result.message == "http admits routes for every namespace and any hostname"
+    from lbsync.bootstrap import manifests
+
+    (result,) = doctor.check_listeners(CFG, manifests.gateway(CFG))
+    assert result.status is Status.PASS
 
 
 def test_node_port_band_warning_is_left_to_check_pre() -> None:

@@ -1,0 +1,236 @@
+#!/bin/sh
+# CI test of the upgrade from the 0.1 layout, on a disposable Debian 12 or 13 machine with
+# nginx, as root (it installs and purges lbsync for real, like test-deb.sh).
+#
+# 0.1 (issue 10, item 1): lbsync owned /etc/nginx/lbsync and wrote a whole upstreams.conf
+# there, included by root's nginx through the example the admin copied to
+# /etc/nginx/conf.d/lbsync.conf (`include /etc/nginx/lbsync/*.conf;`). That state is made here
+# by hand, with a site that proxies to k8s_cluster and a config.yaml the admin changed (so dpkg
+# keeps it: nginx.output, reload nginx.service), plus what a compromised lbsync could have left
+# (a symlink to a root file); then the new .deb is installed and the result checked:
+#   old layout       /etc/nginx/lbsync root's, lbsync's files gone (the symlink's target kept),
+#                    the placeholder; conf.d/lbsync.conf is the package's conffile, the old
+#                    include kept byte for byte as .dpkg-old; `nginx -t` passes with the site;
+#                    one message; the printed config fix, applied, gives a config that loads
+#                    with the packaged defaults; a reinstall changes nothing and says nothing;
+#                    root's publisher then publishes lbsync's lines and nginx -t passes; purge.
+#   own include      a conf.d/lbsync.conf that is not exactly the old include (here: the
+#                    include plus a map) is left alone (dpkg keeps it, --force-confold), and
+#                    postinst says that it still includes the old glob.
+# Needs dist/lbsync_<version>_all.deb (make deb; built unless SKIP_BUILD=1). Cleans up what
+# it made (trap), also when interrupted. Exit status non-zero on any failure.
+set -eu
+
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH DEBIAN_FRONTEND=noninteractive
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" -eq 0 ] || { echo "test-migration: must run as root (it installs the package)" >&2; exit 1; }
+command -v nginx >/dev/null || { echo "test-migration: nginx is not installed" >&2; exit 1; }
+VERSION=$(sed -n 's/^__version__ *= *["'\'']\([^"'\'']*\)["'\''].*/\1/p' lbsync/__init__.py)
+DEB=dist/lbsync_${VERSION}_all.deb
+if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -f "$DEB" ]; then
+    make deb
+fi
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   - $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
+OUT=$(mktemp)
+check() { # check DESCRIPTION COMMAND...
+    desc=$1; shift
+    if "$@" >"$OUT" 2>&1; then ok "$desc"; else bad "$desc"; sed 's/^/       /' "$OUT"; fi
+}
+stat_is() { # stat_is PATH OWNER:GROUP MODE
+    got=$(stat -c '%U:%G %a' "$1" 2>&1)
+    [ "$got" = "$2 $3" ] || { echo "$1: $got, expected $2 $3"; return 1; }
+}
+
+CONF=/etc/nginx/conf.d/lbsync.conf
+SITE=/etc/nginx/sites-enabled/lbsync-migration-test
+TARGET=/etc/lbsync-migration-target   # a root file a compromised lbsync pointed a symlink at
+WORK=$(mktemp -d)
+
+purge() {
+    if dpkg-query -W -f='${Status}' lbsync 2>/dev/null | grep -q 'ok installed\|config-files'; then
+        apt-get purge -y lbsync >/dev/null 2>&1 || true
+    fi
+    getent passwd lbsync >/dev/null && deluser --system --quiet lbsync >/dev/null 2>&1 || true
+    getent group lbsync >/dev/null && delgroup --system --quiet lbsync >/dev/null 2>&1 || true
+    rm -rf /etc/nginx/lbsync /var/lib/lbsync /run/lbsync
+    rm -f "$CONF" "$CONF.dpkg-old" "$CONF.dpkg-dist" /etc/lbsync/config.yaml \
+        /etc/lbsync/config.yaml.dpkg-dist /etc/lbsync/config.yaml.dpkg-old
+    rmdir /etc/lbsync 2>/dev/null || true
+}
+cleanup() {
+    purge
+    rm -f "$SITE" "$TARGET" "$OUT"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# The 0.1 example, verbatim (config/nginx/lbsync.conf before the trust boundary, bf7ebb4^).
+OLD_EXAMPLE='# Example: /etc/nginx/conf.d/lbsync.conf (from the lbsync package)
+#
+# Debian'"'"'s nginx.conf includes /etc/nginx/conf.d/*.conf inside http { }, so
+# copying this file there makes the upstreams that lbsync writes to
+# /etc/nginx/lbsync/upstreams.conf (e.g. `upstream k8s_cluster { ... }`)
+# available to your server blocks:
+#
+#   cp /usr/share/doc/lbsync/examples/nginx/lbsync.conf /etc/nginx/conf.d/
+#
+# The glob matches nothing until lbsync has written its first file, so nginx
+# starts before that too. lbsync'"'"'s temp and lock files start with "." and do
+# not match it.
+include /etc/nginx/lbsync/*.conf;
+
+# Then use the upstream, for example:
+#
+# server {
+#     listen 80;
+#     location / {
+#         proxy_pass http://k8s_cluster;
+#     }
+# }'
+
+# old_layout [CONF_TEXT]: the 0.1 state, made by hand: the user, lbsync's directory and files,
+# root's include, a site using the upstream, an admin-changed config.yaml.
+old_layout() {
+    purge
+    adduser --system --group --quiet --home /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin lbsync
+    install -d -o lbsync -g lbsync -m 0755 /etc/nginx/lbsync
+    runuser -u lbsync -- sh -c '
+        cat > /etc/nginx/lbsync/upstreams.conf <<EOF
+# Generated by lbsync 0.1.0 from the Kubernetes API. Do not edit: changes are overwritten.
+
+# kong/kong-gateway-proxy port 80: 2 server(s)
+upstream k8s_cluster {
+    server 10.0.0.5:32001 max_fails=3 fail_timeout=10s;  # node-1
+    server 10.0.0.6:32001 max_fails=3 fail_timeout=10s;  # node-2
+}
+EOF
+        chmod 0644 /etc/nginx/lbsync/upstreams.conf
+        : > /etc/nginx/lbsync/.upstreams.conf.lock
+        ln -s '"$TARGET"' /etc/nginx/lbsync/evil.conf.lock'
+    # `lbsync once` run as root under 0.1 left root-owned generated files.
+    printf '# Generated by lbsync 0.1.0 from the Kubernetes API. Do not edit: changes are overwritten.\nupstream old_by_root {\n    server 10.0.0.9:32001;\n}\n' \
+        > /etc/nginx/lbsync/by-root.conf
+    echo "root's file: must survive" > "$TARGET"
+    mkdir -p /etc/nginx/conf.d /etc/lbsync
+    printf '%s\n' "${1:-$OLD_EXAMPLE}" > "$CONF"
+    cp "$CONF" "$WORK/old-conf"
+    # The 0.1 packaged config with one change of the admin's (server_options).
+    cat > /etc/lbsync/config.yaml <<'EOF'
+upstreams:
+- name: k8s_cluster
+  service: kong/kong-gateway-proxy
+  port: 80
+kubernetes:
+  kubeconfig: /etc/lbsync/kubeconfig
+nginx:
+  output: /etc/nginx/lbsync/upstreams.conf  # include: /usr/share/doc/lbsync/examples/nginx/lbsync.conf
+  test_command: systemctl --no-ask-password start lbsync-nginx-test.service
+  reload_command: systemctl --no-ask-password reload nginx.service
+  server_options: max_fails=2 fail_timeout=5s
+EOF
+    cp /etc/lbsync/config.yaml "$WORK/old-config"
+}
+
+install_deb() { # install_deb LOG: the new package over whatever is there, dpkg keeping changed conffiles
+    apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold "./$DEB" >"$1" 2>&1
+}
+
+echo "# the 0.1 layout, with the old include (Debian $(cat /etc/debian_version), nginx $(nginx -v 2>&1 | sed 's|.*/||'))"
+old_layout
+printf 'server {\n    listen 127.0.0.1:8089;\n    location / { proxy_pass http://k8s_cluster; }\n}\n' > "$SITE"
+check "before: nginx -t passes with the 0.1 layout and a site using k8s_cluster" \
+    nginx -t -q -g 'daemon on; master_process on;'
+
+check "apt-get install the new package (--force-confold)" install_deb "$WORK/install.log"
+sed 's/^/       | /' "$WORK/install.log" | grep 'lbsync:' || true
+check "one migration message" sh -c "[ \"\$(grep -c 'upgraded from the 0.1 layout' '$WORK/install.log')\" = 1 ]"
+check "the message names the directory, what was removed, the kept include" sh -c "
+    grep -q 'lbsync:   /etc/nginx/lbsync is root.s now (it was lbsync:lbsync)' '$WORK/install.log' &&
+    grep -q 'removed what lbsync wrote there:.*upstreams.conf' '$WORK/install.log' &&
+    grep -q 'removed what lbsync wrote there:.*by-root.conf' '$WORK/install.log' &&
+    grep -q 'your include line is kept in $CONF.dpkg-old' '$WORK/install.log'"
+check "/etc/nginx/lbsync root:root 0755" stat_is /etc/nginx/lbsync root:root 755
+check "/etc/nginx/lbsync holds only the placeholder (lbsync's files, its symlink, root-run output gone)" \
+    sh -c '[ "$(ls -A /etc/nginx/lbsync)" = k8s_cluster.servers ] &&
+        [ "$(cat /etc/nginx/lbsync/k8s_cluster.servers)" = "server 127.0.0.1:9 down;" ]'
+check "placeholder root:root 0644" stat_is /etc/nginx/lbsync/k8s_cluster.servers root:root 644
+check "the symlink's target is intact" sh -c "[ \"\$(cat $TARGET)\" = \"root's file: must survive\" ]"
+check "$CONF is the package's conffile (upstream block)" cmp "$CONF" config/nginx/lbsync.conf
+check "$CONF.dpkg-old is the admin's old include, byte for byte" cmp "$CONF.dpkg-old" "$WORK/old-conf"
+check "no conffile prompt left behind for $CONF" test ! -e "$CONF.dpkg-dist"
+check "the admin's config.yaml is kept (the new one is config.yaml.dpkg-dist)" sh -c \
+    "cmp /etc/lbsync/config.yaml '$WORK/old-config' && test -f /etc/lbsync/config.yaml.dpkg-dist"
+check "nginx -t passes after the upgrade, with the site" nginx -t -q -g 'daemon on; master_process on;'
+check "/var/lib/lbsync/servers lbsync:lbsync 0755" stat_is /var/lib/lbsync/servers lbsync:lbsync 755
+
+echo "# the kept config.yaml"
+check "lbsync refuses it with exit 2, naming the new key" sh -c '
+    rc=0; runuser -u lbsync -- sh -c "cd / && lbsync -c /etc/lbsync/config.yaml render" >'"$WORK"'/render.out 2>&1 || rc=$?
+    cat '"$WORK"'/render.out; [ "$rc" = 2 ] && grep -q "nginx.output.*nginx.servers_dir" '"$WORK"'/render.out'
+FIX=$(sed -n "s/.*Fix (the defaults are right): \(sed -i '[0-9,;d]*' \/etc\/lbsync\/config.yaml\).*/\1/p" "$WORK/install.log")
+check "postinst printed the one-line fix (nginx.output, reload nginx.service)" sh -c "
+    grep 'keeps nginx.output and nginx.reload_command from 0.1' '$WORK/install.log' && [ -n \"$FIX\" ]"
+check "the fix, applied, gives the packaged defaults and keeps the admin's change" sh -c "
+    $FIX && runuser -u lbsync -- sh -c 'cd / && /usr/bin/python3 -' <<'PY'
+from pathlib import Path
+from lbsync import config
+cfg = config.load(Path('/etc/lbsync/config.yaml'), check_paths=False)
+n = cfg.nginx
+assert n.servers_dir == Path('/var/lib/lbsync/servers'), n.servers_dir
+assert n.reload_command == ('systemctl', '--no-ask-password', 'start', 'lbsync-nginx-reload.service'), n.reload_command
+assert n.test_command == ('systemctl', '--no-ask-password', 'start', 'lbsync-nginx-test.service'), n.test_command
+assert n.server_options == 'max_fails=2 fail_timeout=5s', n.server_options
+print('ok')
+PY"
+
+echo "# again: idempotent"
+cp -a /etc/nginx/lbsync "$WORK/live-before"
+check "apt-get install --reinstall" sh -c "apt-get install -y --reinstall -o Dpkg::Options::=--force-confold './$DEB' >'$WORK/reinstall.log' 2>&1"
+check "no message the second time (nothing to migrate, the config is fixed)" \
+    sh -c "! grep 'lbsync:' '$WORK/reinstall.log'"
+check "the live directory is unchanged" diff -r "$WORK/live-before" /etc/nginx/lbsync
+
+echo "# the new flow after the upgrade"
+runuser -u lbsync -- sh -c 'printf "server 10.0.0.5:32001;  # node-1\n" > /var/lib/lbsync/servers/k8s_cluster.servers'
+TEST_UNIT=/usr/lib/systemd/system/lbsync-nginx-test.service
+range=$(sed -n 's/^Environment=NODE_PORT_RANGE=//p' "$TEST_UNIT")
+publish=$(sed -n 's/^ExecStart=//p' "$TEST_UNIT" | sed "s/\${NODE_PORT_RANGE}/$range/")
+check "root's publisher (the test unit's command) publishes lbsync's line and nginx -t passes" sh -c "
+    cd / && eval \"$publish\" && grep -qx 'server 10.0.0.5:32001;  # node-1' /etc/nginx/lbsync/k8s_cluster.servers"
+
+echo "# purge"
+check "apt-get purge lbsync" sh -c 'apt-get purge -y lbsync >/dev/null 2>&1'
+for d in /etc/nginx/lbsync /var/lib/lbsync; do
+    check "$d removed" test ! -e "$d"
+done
+check "the admin's site is left alone" test -f "$SITE"
+check "the symlink's target is still intact" sh -c "[ \"\$(cat $TARGET)\" = \"root's file: must survive\" ]"
+rm -f "$SITE"
+check "nginx -t after purge, once the site that used k8s_cluster is gone" \
+    nginx -t -q -g 'daemon on; master_process on;'
+
+echo "# an include of the admin's own (not exactly the 0.1 example): left alone"
+old_layout "include /etc/nginx/lbsync/*.conf;
+map \$http_host \$lbsync_test_host { default 1; }"
+check "apt-get install the new package (--force-confold)" install_deb "$WORK/install2.log"
+sed 's/^/       | /' "$WORK/install2.log" | grep 'lbsync:' || true
+check "$CONF is untouched" cmp "$CONF" "$WORK/old-conf"
+check "no .dpkg-old made of it; dpkg put the package's version beside it (.dpkg-dist)" \
+    sh -c "[ ! -e '$CONF.dpkg-old' ] && cmp '$CONF.dpkg-dist' config/nginx/lbsync.conf"
+check "postinst says that it still includes the old glob" \
+    grep -q "lbsync: $CONF still includes /etc/nginx/lbsync/\*.conf" "$WORK/install2.log"
+check "the message does not claim a replaced include" sh -c "! grep -q 'your include line is kept' '$WORK/install2.log'"
+check "/etc/nginx/lbsync is root's, lbsync's files gone" sh -c '
+    [ "$(stat -c %U /etc/nginx/lbsync)" = root ] && [ "$(ls -A /etc/nginx/lbsync)" = k8s_cluster.servers ]'
+check "nginx -t passes (no site uses k8s_cluster here)" nginx -t -q -g 'daemon on; master_process on;'
+
+echo "test-migration: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lbsync_lab.load import Load, Outcome, Run, Spec
 from lbsync_lab.nginx import SITE, free_port, servers_in
+from lbsync_lab.nodes import StandinNode
 from lbsync_lab.rig import Lab, addr, child_env, hp
 from lbsync_lab.sim import objects
 
@@ -263,6 +264,13 @@ class NginxWatch:
     def reloads_between(self, start: float, end: float) -> int:
         return sum(1 for t in self.reloads if start <= t <= end)
 
+    def unexplained_reloads(self, start: float, end: float) -> int:
+        """Reloads in [start, end] beyond one per change of the servers set: what a change
+        that should not touch nginx (a cordon) cost. A probe that flapped meanwhile on a
+        loaded machine changes the set, and its reload is not counted against the cordon."""
+        changes = sum(1 for c in self.changes if start <= c.at <= end)
+        return max(0, self.reloads_between(start, end) - changes)
+
 
 # --- events ------------------------------------------------------------------------------------
 
@@ -386,12 +394,24 @@ class ChurnLab:
         return time.monotonic()
 
     def wait_out(self, i: int, timeout: float) -> float:
-        return self.wait(lambda: hp(i) not in self.servers, timeout, f"node-{i} out of nginx")
+        """When nginx ran new workers without node i (the file changes just before)."""
+        return self._reloaded(self.wait(lambda: hp(i) not in self.servers, timeout,
+                                        f"node-{i} out of nginx's file"))
 
     def wait_in(self, i: int, timeout: float) -> float:
-        return self.wait(lambda: hp(i) in self.servers, timeout, f"node-{i} in nginx")
+        """When nginx ran new workers with node i."""
+        return self._reloaded(self.wait(lambda: hp(i) in self.servers, timeout,
+                                        f"node-{i} in nginx's file"))
 
-    def standin(self, i: int) -> Any:
+    def _reloaded(self, changed: float) -> float:
+        """The first new generation of nginx workers after the file changed at `changed`."""
+        assert self.watch is not None
+        watch = self.watch
+        self.wait(lambda: bool(watch.reloads) and watch.reloads[-1] >= changed, 30,
+                  "nginx's reload")
+        return next(t for t in watch.reloads if t >= changed)
+
+    def standin(self, i: int) -> StandinNode:
         assert self.lab.standins is not None
         return self.lab.standins.nodes[f"node-{i}"]
 
@@ -469,7 +489,7 @@ class ChurnLab:
         # A cordon changes the Node; lbsync's pass must keep the server and not reload.
         time.sleep(t.debounce + t.min_reload_interval + 0.5)
         kept = hp(i) in self.servers
-        reloads = self.watch.reloads_between(s.at, math.inf)
+        reloads = self.watch.unexplained_reloads(s.at, time.monotonic())
         s.lbsync = f"{'keeps it' if kept else 'takes it OUT'}, {reloads} reload(s)"
         event.facts.update(cordon_kept=float(kept), cordon_reloads=float(reloads))
         s = event.step("drain: pods evicted; the node still forwards (kube-proxy sends its "
@@ -652,10 +672,6 @@ def in_flight_at(run: Run, moment: float, method: str | None = None) -> int:
     """Requests sent before `moment` and not done by then (of `method`, if given)."""
     return sum(1 for o in run.outcomes if o.sent and o.sent <= moment < o.done
                and (method is None or o.method == method))
-
-
-def events_in_order(*events: Event) -> Iterator[Event]:
-    yield from sorted(events, key=lambda e: e.start)
 
 
 # --- targets -----------------------------------------------------------------------------------

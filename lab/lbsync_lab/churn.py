@@ -264,6 +264,15 @@ class NginxWatch:
     def reloads_between(self, start: float, end: float) -> int:
         return sum(1 for t in self.reloads if start <= t <= end)
 
+    def since(self, holds: Callable[[frozenset[str]], bool]) -> float:
+        """When the servers file began to satisfy `holds`, which it does now."""
+        at = self.changes[-1].at
+        for change in reversed(self.changes):
+            if not holds(change.servers):
+                break
+            at = change.at
+        return at
+
     def unexplained_reloads(self, start: float, end: float) -> int:
         """Reloads in [start, end] beyond one per change of the servers set: what a change
         that should not touch nginx (a cordon) cost. A probe that flapped meanwhile on a
@@ -395,18 +404,22 @@ class ChurnLab:
 
     def wait_out(self, i: int, timeout: float) -> float:
         """When nginx ran new workers without node i (the file changes just before)."""
-        return self._reloaded(self.wait(lambda: hp(i) not in self.servers, timeout,
-                                        f"node-{i} out of nginx's file"))
+        return self._reloaded(lambda servers: hp(i) not in servers, timeout,
+                              f"node-{i} out of nginx's file")
 
     def wait_in(self, i: int, timeout: float) -> float:
         """When nginx ran new workers with node i."""
-        return self._reloaded(self.wait(lambda: hp(i) in self.servers, timeout,
-                                        f"node-{i} in nginx's file"))
+        return self._reloaded(lambda servers: hp(i) in servers, timeout,
+                              f"node-{i} in nginx's file")
 
-    def _reloaded(self, changed: float) -> float:
-        """The first new generation of nginx workers after the file changed at `changed`."""
+    def _reloaded(self, holds: Callable[[frozenset[str]], bool], timeout: float,
+                  what: str) -> float:
+        """The first new generation of nginx workers after the file last began to satisfy
+        `holds` (which may be before this call: a restarted lbsync's first pass)."""
         assert self.watch is not None
         watch = self.watch
+        self.wait(lambda: holds(watch.servers), timeout, what)
+        changed = watch.since(holds)
         self.wait(lambda: bool(watch.reloads) and watch.reloads[-1] >= changed, 30,
                   "nginx's reload")
         return next(t for t in watch.reloads if t >= changed)

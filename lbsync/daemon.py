@@ -26,7 +26,7 @@ from lbsync import config as config_mod
 from lbsync import files, kube, logs
 from lbsync.cache import NODES, ClusterCache, Dirty
 from lbsync.config import Config
-from lbsync.desired import Plan
+from lbsync.desired import Plan, plan
 from lbsync.errors import ApplyError, ConfigError, LbsyncError, SyncError
 from lbsync.guard import Held
 from lbsync.leader import Elector
@@ -42,6 +42,9 @@ from lbsync.watch import Reflector
 TICK = 1.0  # the loop wakes at least this often: watchdog, readiness, retries
 PORT_QUARANTINE = 300.0  # seconds a port NGINX could not listen on is left out
 MAX_PASS_BACKOFF = 30.0
+# A new prober's first round: each probe takes at most probe.timeout, plus this for the
+# threads to start and report.
+FIRST_PROBES_SLACK = 0.5
 
 
 @dataclass
@@ -140,6 +143,7 @@ class Daemon:
         self.last_error = ""
         self.plan: Plan | None = None
         self.prober: Prober | None = None
+        self._prober_fresh = False  # it has no results yet: the next pass waits for a round
         self.elector: Elector | None = None
         self._listening: set[tuple[str, int]] = set()  # listeners NGINX runs
         self._port_trouble: dict[tuple[str, int], float] = {}  # left out since (monotonic)
@@ -220,6 +224,7 @@ class Daemon:
             self.prober = Prober(self.cfg.nodes.probe, self._probe_changed,
                                  self.metrics.count_probe)
             self.prober.start()
+            self._prober_fresh = True
 
     def _start_loadbalancer(self) -> None:
         """Loadbalancer mode: the status writer, and the election that decides whether this
@@ -319,6 +324,9 @@ class Daemon:
                                               error="the cluster has not been listed yet"))
             return
         snapshot, dirty = self.watchers.cache.take()
+        if self._prober_fresh and self.prober is not None:
+            self._prober_fresh = False
+            self._first_probes(self.prober, snapshot)
         start = time.monotonic()
         health = self.prober.states() if self.prober is not None else None
         try:
@@ -333,6 +341,26 @@ class Daemon:
         else:
             record = self._succeeded(result, dirty, start, snapshot)
         self._finish(triggers, record)
+
+    def _first_probes(self, prober: Prober, snapshot: Snapshot) -> None:
+        """Probe every candidate server once before a new prober's first pass, for at most
+        one probe timeout (and a little).
+
+        Probe results do not survive a restart (or a new probe config), and a server never
+        probed counts as up: without this round, the first pass put back every node the
+        previous run's probes had taken out, until its first probe failed. A hung node then
+        got traffic for a probe timeout and a pass, and nginx held each request sent to it
+        for proxy_read_timeout (bench/churn.py, docs/reliability.md).
+        """
+        try:
+            targets = plan(snapshot, self.cfg).targets
+        except LbsyncError:
+            return  # the pass itself fails, and says why
+        prober.set_targets(targets)
+        deadline = time.monotonic() + self.cfg.nodes.probe.timeout + FIRST_PROBES_SLACK
+        while not self._stop.is_set() and time.monotonic() < deadline and \
+                not targets <= prober.states().keys():
+            time.sleep(0.01)
 
     def _succeeded(self, result: PassResult, dirty: Dirty | None, start: float,
                    snapshot: Snapshot) -> PassRecord:

@@ -1,9 +1,10 @@
 """Stand-in nodes: small HTTP servers on free loopback addresses at the node port.
 
-Each answers every request with its own name, so a test or the demo can send requests through
-nginx and see which nodes serve. A node can fail the ways real ones do: `crash()` (nothing
-listens: connection refused), `hang()` (the kernel still accepts connections, the server
-never answers), `recover()`. `HealthCheckPort` stands in for kube-proxy's
+Each answers every request (GET, and POST with a body) with its own name, so a test or the demo
+can send requests through nginx and see which nodes serve. A node can fail the ways real ones
+do: `crash()` (nothing listens: connection refused, and the connections it had are closed, as
+the kernel closes a dead process's sockets), `hang()` (the kernel still accepts connections,
+the server never answers), `recover()`. `HealthCheckPort` stands in for kube-proxy's
 `healthCheckNodePort` of an `externalTrafficPolicy: Local` Service: 200 where the node has a
 local endpoint, 503 elsewhere. Every 127.x.y.z address binds on Linux loopback; a block of
 addresses is picked at random and checked free, never a fixed one another run may hold.
@@ -11,18 +12,30 @@ addresses is picked at random and checked free, never a fixed one another run ma
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _NodeServer
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as Kong (nginx) sets it: headers and body go out in two writes, and with
+    # Nagle the body waited for nginx's delayed ACK, 40 ms on about half the requests.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer()
+
+    def _answer(self) -> None:
         if self.server.hung.is_set():
             self.server.released.wait()  # never answer while hung
             return
@@ -44,13 +57,38 @@ class _NodeServer(ThreadingHTTPServer):
     # SO_REUSEADDR only skips TIME_WAIT leftovers: on Linux a bind still fails while another
     # socket listens on the address, which is what tells us another run holds it.
     allow_reuse_address = True
+    # Kong (nginx) listens with a backlog of 511; socketserver's default is 5. With 5, a busy
+    # lab process (lbsync restarting, the machine loaded) dropped SYNs to healthy stand-ins:
+    # nginx waited its 1 s proxy_connect_timeout, or saw resets, on nodes that were fine.
+    request_queue_size = 511
 
     def __init__(self, address: str, port: int, name: str, status: int = 200) -> None:
         self.node_name = name
         self.status = status
         self.hung = threading.Event()
         self.released = threading.Event()
+        self.open: set[socket.socket] = set()  # established connections (nginx keeps some)
+        self.open_lock = threading.Lock()
         super().__init__((address, port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.open_lock:
+            self.open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.open_lock:
+            self.open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every established connection, as the kernel does when the process dies
+        (a keep-alive connection left open would go on answering for a 'crashed' node)."""
+        with self.open_lock:
+            conns = list(self.open)
+        for sock in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _bindable(address: str, port: int) -> bool:
@@ -99,14 +137,16 @@ class StandinNode:
                              name=f"standin-{self.name}").start()
 
     def stop(self) -> None:
+        """Nothing answers any more: the listener and every established connection close."""
         if self._server is not None:
             self._server.released.set()
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_connections()
             self._server = None
 
     def crash(self) -> None:
-        """Nothing listens any more: connections are refused."""
+        """Nothing listens any more: connections are refused, established ones end."""
         self.stop()
 
     def hang(self) -> None:

@@ -43,7 +43,7 @@ TICK = 1.0  # the loop wakes at least this often: watchdog, readiness, retries
 PORT_QUARANTINE = 300.0  # seconds a port NGINX could not listen on is left out
 MAX_PASS_BACKOFF = 30.0
 # A new prober's first round: each probe takes at most probe.timeout, plus this for the
-# threads to start and report.
+# probe thread to start and report.
 FIRST_PROBES_SLACK = 0.5
 
 

@@ -646,8 +646,8 @@ def reason(exc: BaseException) -> str:
 # --- the retry policy, shared by every caller ------------------------------------------------
 #
 # Written out rather than taken from tenacity: tenacity costs 40-80 ms of import for `once`,
-# and these dozen lines are the whole policy. `wait_policy` still takes a tenacity
-# RetryCallState (the daemon's reflectors run under tenacity), by the two attributes it reads.
+# and these dozen lines are the whole policy. The daemon's reflectors run `wait_after` under
+# tenacity, with their own count of failures (lbsync/watch.py).
 
 
 MAX_BACKOFF = 30.0
@@ -676,16 +676,6 @@ def wait_after(exc: BaseException | None, attempt: int, max_wait: float = MAX_BA
     if isinstance(exc, ApiError) and exc.retry_after:
         seconds = max(seconds, min(exc.retry_after, max_wait))
     return seconds
-
-
-def wait_policy(max_wait: float = MAX_BACKOFF) -> Callable[[Any], float]:
-    """`wait_after` as a tenacity wait: reads `attempt_number` and `outcome` of the state."""
-
-    def wait(state: Any) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return wait_after(exc, state.attempt_number, max_wait)
-
-    return wait
 
 
 class Retrying:

@@ -2,11 +2,13 @@
 
 Each reflector lists (paginated), then watches from the list's resourceVersion with bookmarks
 and a server-side timeout. A watch that ends or breaks resumes from the last version seen; a
-410 Expired relists; errors back off exponentially with jitter (tenacity, `kube.wait_policy`),
-capped at 30 s. A relist every `sync.resync` seconds is the safety net. Nothing here ever
-raises to the caller, and no payload can kill the thread: any exception in a cycle is logged,
-counted, backed off and followed by a relist. `health` says when the source was last known
-current, so readiness can tell a silent or dead reflector from a quiet cluster.
+410 Expired relists; errors back off exponentially with jitter (tenacity, `kube.wait_after`),
+capped at 30 s, growing with the failures since the source last made progress (a list, an
+event): a watch that streamed for an hour and then broke starts again at the shortest wait. A
+relist every `sync.resync` seconds is the safety net. Nothing here ever raises to the caller,
+and no payload can kill the thread: any exception in a cycle is logged, counted, backed off
+and followed by a relist. `health` says when the source was last known current, so readiness
+can tell a silent or dead reflector from a quiet cluster.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class Reflector:
         self.health = SourceHealth()
         self.log = logs.get("lbsync.watch").bind(source=source)
         self.thread = threading.Thread(target=self._run, name=f"reflector-{source}", daemon=True)
-        self._wait = kube.wait_policy(MAX_BACKOFF)
+        self._wait: Callable[[tenacity.RetryCallState], float] = self._backoff
+        self._failures = 0  # failed calls since the last progress: what the backoff grows on
         self._crashes = 0
         self._kick = threading.Event()
 
@@ -194,6 +197,15 @@ class Reflector:
         if self.stop.is_set():
             raise _Stopped
 
+    def _backoff(self, state: tenacity.RetryCallState) -> float:
+        """The wait before the next call. Not tenacity's attempt number: one watch call spans
+        every reconnect of the stream, and an outage's attempts once made the next incident,
+        minutes later, start at the 30 s cap (docs/reliability.md: a NotReady node 137 s late
+        instead of 17 s). client-go's reflector resets its backoff too, after 2 quiet minutes."""
+        self._failures += 1
+        exc = state.outcome.exception() if state.outcome else None
+        return kube.wait_after(exc, self._failures, MAX_BACKOFF)
+
     def _failed(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if not isinstance(exc, ApiError):
@@ -211,6 +223,7 @@ class Reflector:
 
     def _ok(self, *, recovered: bool = True) -> None:
         self.health.last_ok = time.monotonic()
+        self._failures = 0
         if not recovered:
             return
         if self.health.failing_since is not None:

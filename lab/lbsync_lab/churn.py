@@ -604,7 +604,7 @@ class ChurnLab:
     def api_faults(self, i: int, errors: int = 8, *, again: bool = False) -> Event:
         """The API forgets its history (410 Gone on the next watch), drops every watch, and
         answers the next requests with 5xx; meanwhile node i turns NotReady (still answering).
-        `again`: the same soon after an API outage (lbsync's watch backoff remembers it)."""
+        `again`: the same soon after an API outage (the backoff must have forgotten it)."""
         api = self.lab.api
         title = f"API: 410 Gone and {errors} 5xx, a node NotReady" + (
             ", soon after the outage" if again else "")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tenacity
 import yaml
 from lbsync_lab.hostile import HostileApi, Reply, Script, json_reply
 
@@ -182,13 +181,6 @@ def test_event_parsing_never_crashes(raw: dict[str, Any], outcome: Any) -> None:
             outcome.type, outcome.resource_version, outcome.key)
 
 
-def attempt(exc: BaseException, number: int = 1) -> tenacity.RetryCallState:
-    state = tenacity.RetryCallState(None, lambda: None, (), {})  # type: ignore[arg-type]
-    state.attempt_number = number
-    state.set_exception((type(exc), exc, None))
-    return state
-
-
 @pytest.mark.parametrize(("exc", "low", "high"), [
     (ApiError("x", None), 0.5, 1.0),
     (ApiError("x", 500), 0.5, 1.0),
@@ -197,8 +189,8 @@ def attempt(exc: BaseException, number: int = 1) -> tenacity.RetryCallState:
     (ApiError("x", 401), 30.0, 30.0),  # a retry cannot fix it: wait the cap
     (ApiError("x", 403), 30.0, 30.0),
 ])
-def test_wait_policy(exc: ApiError, low: float, high: float) -> None:
-    wait = kube.wait_policy(30.0)(attempt(exc))
+def test_wait_after(exc: ApiError, low: float, high: float) -> None:
+    wait = kube.wait_after(exc, 1, 30.0)
     assert low <= wait <= high
 
 

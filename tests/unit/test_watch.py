@@ -132,3 +132,26 @@ def test_a_source_that_keeps_failing_says_so() -> None:
     stop.set()
     r.thread.join(5)
     assert not r.thread.is_alive()
+
+
+def test_the_backoff_starts_again_after_progress() -> None:
+    """One watch call spans every reconnect of its stream: counted by its attempts, an
+    outage's failures made the next incident, minutes later, start at the 30 s cap (a NotReady
+    node went out 137 s late instead of 17 s in bench/churn.py). Progress resets the count."""
+    s = Script()
+    s.lists = [Listed({"a": n("a")}, "10")]
+    down = ApiError("cannot reach the API server", None)
+    s.watches = [[down]] * 6 + [[Event("ADDED", "11", "b", n("b")), ApiError("x", 500)],
+                                [ApiError("x", 503)]]
+    stop = threading.Event()
+    r = Reflector(NODES, "nodes", s.lister, s.watcher, ClusterCache({NODES}, lambda: None),
+                  Metrics(CollectorRegistry()), watch_timeout=60, resync=300, stop=stop)
+    waits: list[float] = []
+    backoff = r._wait
+    r._wait = lambda state: waits.append(backoff(state)) or 0.0  # record, do not sleep
+    r.start()
+    until(lambda: len(waits) >= 8)
+    stop.set()
+    assert 16 <= waits[5] <= 16.5, waits  # the outage: 0.5 s doubled five times
+    # After the stream delivered an event, the next failures wait as a first and second do.
+    assert waits[6] <= 1.0 and waits[7] <= 1.5, waits

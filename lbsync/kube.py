@@ -301,12 +301,7 @@ class Client:
         response = self._open(method, path, query, body, content_type, timeout, what)
         complete = False
         try:
-            if response.status >= 400:
-                if response.status == 401:
-                    self._unauthorized()
-                raise status_error(response.status, _read(response, MAX_ERROR_BODY, what,
-                                                          truncate=True),
-                                   response.headers, what)
+            self._check_status(response, what)
             data = _read(response, max_bytes, what)
             complete = True
             return data
@@ -314,6 +309,16 @@ class Client:
             raise ApiError(f"{what}: the connection broke: {reason(exc)}", None) from None
         finally:
             _done(response, complete)
+
+    def _check_status(self, response: Any, what: str) -> None:
+        """Raise the API's error for a status of 400 or more (a 401 first re-reads the
+        kubeconfig, at most every REREAD_AFTER_401 seconds)."""
+        if response.status < 400:
+            return
+        if response.status == 401:
+            self._unauthorized()
+        raise status_error(response.status, _read(response, MAX_ERROR_BODY, what, truncate=True),
+                           response.headers, what)
 
     def json(self, method: str, path: str, *, what: str, **kwargs: Any) -> dict[str, Any]:
         return parse_json(self.call(method, path, what=what, **kwargs), what)
@@ -328,12 +333,7 @@ class Client:
         response = self._open("GET", path, query, None, None,
                               (CONNECT_TIMEOUT, read_timeout or timeout + READ_TIMEOUT), what)
         try:
-            if response.status >= 400:
-                if response.status == 401:
-                    self._unauthorized()
-                raise status_error(response.status, _read(response, MAX_ERROR_BODY, what,
-                                                          truncate=True),
-                                   response.headers, what)
+            self._check_status(response, what)
             yield from split_lines(response.stream(256 << 10, decode_content=True), what)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if isinstance(exc, urllib3.exceptions.ReadTimeoutError) and read_timeout:

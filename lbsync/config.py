@@ -263,7 +263,9 @@ class NginxConfig:
     error_log: Path | None = setting(
         None, help="nginx's error log, when lbsync may read it (with nginx.pid_file): a "
         "refused reload is then known at once, with nginx's own words (which port another "
-        "process holds). Unset with the packaged units, whose root side reads it.")
+        "process holds). Unset with the packaged units: their reload unit confirms the "
+        "reload as root and cannot read the log, so a refused reload is not named there "
+        "(docs/loadbalancer.md).")
     state_dir: Path = setting(
         Path("/run/lbsync"), help="Where lbsync keeps its lock and the record of what NGINX "
         "last loaded (mode 0700; systemd's RuntimeDirectory).")

@@ -616,7 +616,8 @@ def notes(sets: list[LibrarySet], once: dict[int, dict[str, Any]], breakdown: di
            f"{publisher:.0f} ms (the test command, {b['test']:.0f} ms, less `nginx -t`'s "
            f"{b['nginx_t']:.0f} ms: a Python process that starts, imports, reads and checks "
            "every line again, and copies the files).",
-           f"- A daemon pass runs the same publisher ({publisher:.0f} ms), `nginx -t` "
+           f"- A daemon pass runs the same publisher (less: it checks only the lines that "
+           f"are not live yet, under the same rules), `nginx -t` "
            f"({b['nginx_t']:.0f} ms) and the reload ({b['reload']:.0f} ms, then the master "
            "parses the configuration again and starts workers), plus rendering and checking "
            f"the lines ({b['render']:.0f} ms; the plan reuses unchanged verdicts). nginx and "

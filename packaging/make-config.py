@@ -54,6 +54,7 @@ HEADER = (
     "#                         confirm), allowed to user lbsync by\n"
     "#                         /usr/share/polkit-1/rules.d/50-lbsync.rules.\n"
     "#   nodes.port_range:     also set in lbsync-nginx-test.service (NODE_PORT_RANGE).\n"
+    "#   nodes.allowed_cidrs:  set it, and lbsync-nginx-test.service's NODE_CIDRS.\n"
     "\n"
 )
 

@@ -182,7 +182,7 @@ if command -v nginx >/dev/null; then
     # as PID 1 on CI; test-sandbox.sh starts the unit itself).
     TEST_UNIT=/usr/lib/systemd/system/lbsync-nginx-test.service
     range=$(sed -n 's/^Environment=NODE_PORT_RANGE=//p' "$TEST_UNIT")
-    publish=$(sed -n 's/^ExecStart=//p' "$TEST_UNIT" | sed "s/\${NODE_PORT_RANGE}/$range/")
+    publish=$(sed -n 's/^ExecStart=//p' "$TEST_UNIT" | sed "s/\${NODE_PORT_RANGE}/$range/; s/\${NODE_CIDRS}//")
     stage() { runuser -u lbsync -- sh -c "printf '%s' \"\$1\" > /var/lib/lbsync/servers/k8s_cluster.servers" sh "$1"; }
     check "test unit: NODE_PORT_RANGE is kube-apiserver's default (30000-32767)" test "$range" = 30000-32767
     stage "server 10.0.0.5:32001 max_fails=3 fail_timeout=10s;  # node-1

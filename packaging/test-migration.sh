@@ -202,7 +202,7 @@ echo "# the new flow after the upgrade"
 runuser -u lbsync -- sh -c 'printf "server 10.0.0.5:32001;  # node-1\n" > /var/lib/lbsync/servers/k8s_cluster.servers'
 TEST_UNIT=/usr/lib/systemd/system/lbsync-nginx-test.service
 range=$(sed -n 's/^Environment=NODE_PORT_RANGE=//p' "$TEST_UNIT")
-publish=$(sed -n 's/^ExecStart=//p' "$TEST_UNIT" | sed "s/\${NODE_PORT_RANGE}/$range/")
+publish=$(sed -n 's/^ExecStart=//p' "$TEST_UNIT" | sed "s/\${NODE_PORT_RANGE}/$range/; s/\${NODE_CIDRS}//")
 check "root's publisher (the test unit's command) publishes lbsync's line and nginx -t passes" sh -c "
     cd / && eval \"$publish\" && grep -qx 'server 10.0.0.5:32001;  # node-1' /etc/nginx/lbsync/k8s_cluster.servers"
 

@@ -219,6 +219,21 @@ check "the unit ran with the 5 capabilities, a seccomp filter, NoNewPrivileges" 
     grep -qx 'CapabilityBoundingSet=cap_chown cap_dac_override cap_dac_read_search cap_fowner cap_net_bind_service' '$WORK/show' &&
     grep -qx 'NoNewPrivileges=yes' '$WORK/show' && grep -q '^SystemCallFilter=.* chown' '$WORK/show' &&
     ! grep -q '^SystemCallFilter=.* setrlimit' '$WORK/show'"
+# NODE_CIDRS, empty above (any network), named in a drop-in: systemd hands the unit's
+# `--allowed-cidrs=${NODE_CIDRS}` to the publisher, which refuses the node outside them.
+cidrs() {
+    in_ns sh -c "mkdir -p /run/systemd/system/lbsync-nginx-test.service.d &&
+        printf '[Service]\nEnvironment=NODE_CIDRS=$1\n' > /run/systemd/system/lbsync-nginx-test.service.d/cidrs.conf &&
+        systemctl daemon-reload"
+}
+cidrs 10.99.0.0/16
+check "NODE_CIDRS=10.99.0.0/16: start lbsync-nginx-test.service refuses 10.0.0.5" sh -c "
+    ! nsenter -t $SD -a runuser -u lbsync -- systemctl --no-ask-password start lbsync-nginx-test.service &&
+    nsenter -t $SD -a journalctl --no-pager -n 20 -u lbsync-nginx-test.service | grep -q '10.0.0.5 is outside the allowed networks'"
+cidrs 10.0.0.0/16
+check "NODE_CIDRS=10.0.0.0/16: start lbsync-nginx-test.service passes" \
+    as_lbsync systemctl --no-ask-password start lbsync-nginx-test.service
+in_ns sh -c 'rm -f /run/systemd/system/lbsync-nginx-test.service.d/cidrs.conf && systemctl daemon-reload'
 
 echo "# lbsync-nginx-reload.service"
 workers() { # the nginx master's current workers, one line

@@ -4,6 +4,7 @@ lines, and nothing it changes after the check reaches nginx."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -150,3 +151,18 @@ def test_a_failed_test_after_a_rules_change_puts_the_record_back(nginx: PrivateN
     assert result.returncode == 1 and "live files restored" in result.stderr
     assert (nginx.live / ".approved").read_bytes() == record
     assert nginx.output.read_text() == f"server {hp(1)};\n"
+
+
+def test_only_the_nodes_networks_when_root_names_them(nginx: PrivateNginx) -> None:
+    """--allowed-cidrs (the unit's NODE_CIDRS): a compromised lbsync cannot point the site
+    outside the nodes' networks, not even at a line that is live already."""
+    inside = ipaddress.ip_network(f"{addr(1)}/24", strict=False)
+    nginx.staged_output.write_text(f"server {hp(1)};\n")
+    assert publish(nginx, "--allow-loopback").returncode == 0  # no networks named: any
+    result = publish(nginx, "--allow-loopback", "--allowed-cidrs=127.255.255.0/24")
+    assert result.returncode == 1 and "outside the allowed networks" in result.stderr
+    assert publish(nginx, "--allow-loopback", f"--allowed-cidrs={inside}").returncode == 0
+    assert publish(nginx, "--allow-loopback", "--allowed-cidrs=").returncode == 0  # empty: any
+    result = publish(nginx, "--allow-loopback", "--allowed-cidrs=10.0.0.1/16")
+    assert result.returncode == 2 and "--allowed-cidrs: 10.0.0.1/16 has host bits set" in \
+        result.stderr

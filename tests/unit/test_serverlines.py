@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from lbsync import serverlines
@@ -80,3 +82,18 @@ def test_whole_files() -> None:
 ])
 def test_approved_lines(text: str, approved: set[str], problems: list[tuple[int, str]]) -> None:
     assert serverlines.check(text, approved=frozenset(approved)) == problems
+
+
+NODE_NETS = (ipaddress.ip_network("10.0.0.0/16"), ipaddress.ip_network("fd00:10::/64"))
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("server 10.0.3.4:32001;", None),
+    ("server [fd00:10::5]:32001;", None),
+    ("server 10.1.0.1:32001;", "10.1.0.1 is outside the allowed networks"),
+    ("server 192.168.0.1:32001;", "192.168.0.1 is outside the allowed networks"),
+    ("server [fd00:11::5]:32001;", "fd00:11::5 is outside the allowed networks"),
+])
+def test_only_the_nodes_networks(line: str, why: str | None) -> None:
+    assert serverlines.check_line(line, networks=NODE_NETS) == why
+    assert serverlines.check_line(line) is None  # no networks named: any (the default)

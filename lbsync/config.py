@@ -264,7 +264,7 @@ class NginxConfig:
         None, help="nginx's error log, when lbsync may read it (with nginx.pid_file): a "
         "refused reload is then known at once, with nginx's own words (which port another "
         "process holds). Unset with the packaged units: their reload unit confirms the "
-        "reload as root and cannot read the log, so a refused reload is not named there "
+        "reload as root, and lbsync finds who holds a port in /proc/net instead "
         "(docs/loadbalancer.md).")
     state_dir: Path = setting(
         Path("/run/lbsync"), help="Where lbsync keeps its lock and the record of what NGINX "

@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from lbsync import config as config_mod
-from lbsync import files, kube, logs
+from lbsync import files, kube, logs, nginxctl
 from lbsync.cache import NODES, ClusterCache, Dirty
 from lbsync.config import Config
 from lbsync.desired import Plan, plan
@@ -426,6 +426,10 @@ class Daemon:
         named = {int(p) for p in re.findall(r"bind\(\) to \S+:(\d+) failed", str(exc))}
         if named:
             new = {k for k in new if k[1] in named}
+        else:  # no error log to read (the packaged units): who holds a new port now?
+            taken = nginxctl.held((proto, a, port) for proto, port in new
+                                  for a in self.cfg.loadbalancer.addresses)
+            new = taken or new
         if new:
             now = time.monotonic()
             self._port_trouble.update(dict.fromkeys(new, now))

@@ -6,6 +6,9 @@ timeout, and their output is reduced to the one line an operator needs. A reload
 when the master started a new generation of workers; `nginx -s reload` only sends a signal
 and exits 0 even when the master then keeps the old configuration.
 
+`held` tells which ports another process holds (from /proc/net), for a refused reload that
+nginx's error log cannot explain to lbsync.
+
 `python3 -m lbsync.nginxctl reload PID_FILE -- RELOAD_COMMAND...` is the packaged root unit's
 reload (lbsync itself may not see root's processes): run the command, then wait for new
 workers; exit 1 if none came.
@@ -14,10 +17,12 @@ workers; exit 1 if none came.
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +117,65 @@ def workers(master: int) -> set[int]:
         if ppid == master and b"worker process" in cmdline and b"shutting down" not in cmdline:
             found.add(int(proc.name))
     return found
+
+
+# --- who holds a port: why a reload's bind() failed, when nginx's error log is not readable ---
+#
+# /proc/net/{tcp,tcp6,udp,udp6}, readable by any user: "sl local_address rem_address st ...",
+# the address in hex as the kernel stores it (32-bit words in host order), the port in hex.
+TCP_LISTEN = "0A"
+_PROC_NET = {("TCP", 4): "tcp", ("TCP", 6): "tcp6", ("UDP", 4): "udp", ("UDP", 6): "udp6"}
+
+
+def _address(hex_address: str) -> str:
+    """"0100007F" -> "127.0.0.1"; an IPv6 address is four such words."""
+    words = [int(hex_address[i:i + 8], 16) for i in range(0, len(hex_address), 8)]
+    raw = struct.pack(f"={len(words)}I", *words)
+    return socket.inet_ntop(socket.AF_INET if len(words) == 1 else socket.AF_INET6, raw)
+
+
+def bound(table: str, protocol: str) -> set[tuple[str, int]]:
+    """The (address, port) pairs a /proc/net table holds: TCP sockets that listen, UDP
+    sockets that are bound. Pure; a line it cannot read is skipped."""
+    found = set()
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4 or (protocol == "TCP" and fields[3] != TCP_LISTEN):
+            continue
+        address, _, port = fields[1].partition(":")
+        try:
+            found.add((_address(address), int(port, 16)))
+        except (ValueError, OSError, struct.error):
+            continue
+    return found
+
+
+def held(listeners: Iterable[tuple[str, str, int]]) -> set[tuple[str, int]]:
+    """Of these (protocol, address, port) listeners, the (protocol, port) that a socket on
+    this host already holds, on that address or on every address (an IPv6 wildcard socket
+    takes the IPv4 port too): what makes nginx's bind() fail with "Address already in use".
+    For a refused reload whose error log lbsync cannot read (the packaged reload unit's):
+    nginx closed what it opened for the refused configuration, so whoever holds one of its
+    new ports is the reason."""
+    tables: dict[tuple[str, int], set[tuple[str, int]]] = {}
+
+    def table(protocol: str, family: int) -> set[tuple[str, int]]:  # family: 4 or 6
+        if (protocol, family) not in tables:
+            try:
+                text = Path(f"/proc/net/{_PROC_NET[protocol, family]}").read_text()
+            except (OSError, KeyError):
+                text = ""
+            tables[protocol, family] = bound(text, protocol)
+        return tables[protocol, family]
+
+    out = set()
+    for protocol, address, port in listeners:
+        v6 = ":" in address
+        mine = table(protocol, 6 if v6 else 4)
+        if (address, port) in mine or ("::" if v6 else "0.0.0.0", port) in mine or \
+                ("::", port) in table(protocol, 6):
+            out.add((protocol, port))
+    return out
 
 
 NO_NEW_WORKERS = ("nginx started no new workers: it kept the old configuration "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,58 @@ GAVE_UP = T + "still could not bind()"
 ])
 def test_refusal_waits_for_nginxs_own_verdict(log: str, verdict: str) -> None:
     assert nginxctl.refusal(log) == verdict
+
+
+TCP_TABLE = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1
+   1: 00000000:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2
+   2: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 3
+   3: garbage
+   4: 0A0000CB:ZZZZ 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4
+"""
+TCP6_TABLE = """\
+  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000001000000:0016 00000000000000000000000000000000:0000 0A
+   1: B80D0120000000000000000001000000:0050 00000000000000000000000000000000:0000 0A
+"""
+UDP_TABLE = """\
+   sl  local_address rem_address   st
+  0: 0A0000CB:0035 00000000:0000 07
+  1: 0100007F:0035 0100007F:1234 01
+"""
+
+
+@pytest.mark.parametrize(("table", "protocol", "expected"), [
+    # TCP: listening sockets only (an established connection holds no port for nginx).
+    (TCP_TABLE, "TCP", {("127.0.0.1", 8080), ("0.0.0.0", 443)}),
+    (TCP6_TABLE, "TCP", {("::1", 22), ("2001:db8::1", 80)}),
+    # UDP: any bound socket, connected or not.
+    (UDP_TABLE, "UDP", {("203.0.0.10", 53), ("127.0.0.1", 53)}),
+    ("", "TCP", set()),
+])
+def test_the_ports_a_proc_net_table_holds(table: str, protocol: str,
+                                           expected: set[tuple[str, int]]) -> None:
+    assert nginxctl.bound(table, protocol) == expected
+
+
+def test_held_finds_the_socket_another_process_has_on_the_port() -> None:
+    """Real sockets on this host, read back from /proc/net: on the address itself, on every
+    address, UDP; and a free port, which must not count."""
+    with socket.socket() as tcp, socket.socket() as wild, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        wild.bind(("0.0.0.0", 0))
+        wild.listen()
+        udp.bind(("127.0.0.1", 0))
+        ports = {name: s.getsockname()[1] for name, s in
+                 (("tcp", tcp), ("wild", wild), ("udp", udp))}
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        asked = [("TCP", "127.0.0.1", ports["tcp"]), ("TCP", "127.0.0.2", ports["wild"]),
+                 ("UDP", "127.0.0.1", ports["udp"]), ("TCP", "127.0.0.1", free),
+                 ("TCP", "127.0.0.3", ports["tcp"])]  # another address: no conflict
+        assert nginxctl.held(asked) == {("TCP", ports["tcp"]), ("TCP", ports["wild"]),
+                                        ("UDP", ports["udp"])}

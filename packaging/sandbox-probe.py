@@ -148,9 +148,11 @@ def main() -> int:
 
     # Who holds a port, for a reload refused without an error log lbsync can read: root's
     # nginx listens on 127.0.0.1:8443 here, and the sandbox must not hide /proc/net.
-    step("/proc/net shows the ports root's nginx holds (nginxctl.held)", lambda: _assert(
-        nginxctl.held([("TCP", "127.0.0.1", 8443), ("TCP", "127.0.0.1", 8444)]) ==
-        {("TCP", 8443)}, "127.0.0.1:8443 not seen"))
+    def held() -> Any:
+        found = nginxctl.held([("TCP", "127.0.0.1", 8443), ("TCP", "127.0.0.1", 8444)])
+        return _assert(found == {("TCP", 8443)}, f"held: {sorted(found)}")
+
+    step("/proc/net shows the ports root's nginx holds (nginxctl.held)", held)
 
     # Root's side, through polkit: publish + nginx -t, then reload + confirm.
     step("test_command (lbsync-nginx-test.service) succeeds", lambda: command(

@@ -115,6 +115,14 @@ def gateways(tmp_path: Path, api: ApiServer) -> Iterator[Callable[..., Gateway]]
         gw.stop()
 
 
+def one_node(api: ApiServer, standins: StandinPool) -> None:
+    """The apps and kong namespaces, and node-1 with a stand-in on node port 32080."""
+    for ns in ("apps", "kong"):
+        api.put(objects.namespace(ns))
+    api.put(objects.node("node-1", addr(1)))
+    standins.add("node-1", addr(1), 32080)
+
+
 def ingress(api: ApiServer, name: str) -> list[dict[str, str]]:
     svc = api.get("Service", name, "apps") or {}
     return list(((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
@@ -195,10 +203,7 @@ def test_a_loadbalancer_service_end_to_end(
 def test_two_gateways_one_writer_and_a_failover(
         api: ApiServer, standins: StandinPool, gateways: Callable[[str, int], Gateway],
         tmp_path: Path) -> None:
-    for ns in ("apps", "kong"):
-        api.put(objects.namespace(ns))
-    api.put(objects.node("node-1", addr(1)))
-    standins.add("node-1", addr(1), 32080)
+    one_node(api, standins)
     a = gateways("gw-a", 30)
     eventually(a.leading, 20, "gw-a leading")
     b = gateways("gw-b", 29)
@@ -231,10 +236,7 @@ def test_a_port_another_process_holds_does_not_block_the_other_services(
         api: ApiServer, standins: StandinPool, gateways: Callable[[str, int], Gateway]) -> None:
     """nginx -t passes, the reload does not take (bind fails): lbsync leaves the new port out
     and every other Service's listener goes through."""
-    for ns in ("apps", "kong"):
-        api.put(objects.namespace(ns))
-    api.put(objects.node("node-1", addr(1)))
-    standins.add("node-1", addr(1), 32080)
+    one_node(api, standins)
     gw = gateways("gw-a", 30)
     eventually(gw.leading, 20, "gw-a leading")
     with socket.socket() as squatter:
@@ -256,10 +258,7 @@ def test_packaged_a_held_port_is_found_without_nginx_s_error_log(
     """The packaged units: root's reload helper cannot tell lbsync which port nginx could not
     bind. lbsync finds who holds one of the pass's new ports (/proc/net) and leaves out that
     one only: the Service's other new port is served at once, not 5 minutes later."""
-    for ns in ("apps", "kong"):
-        api.put(objects.namespace(ns))
-    api.put(objects.node("node-1", addr(1)))
-    standins.add("node-1", addr(1), 32080)
+    one_node(api, standins)
     gw = gateways("gw-p", 31, packaged=True)
     eventually(gw.leading, 20, "gw-p leading")
     with socket.socket() as squatter:

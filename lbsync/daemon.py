@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import signal
 import threading
 import time
@@ -221,7 +220,7 @@ class Daemon:
             self.prober.stop()
             self.prober = None
         if self.cfg.nodes.probe.enabled:
-            self.prober = Prober(self.cfg.nodes.probe, self._probe_changed,
+            self.prober = Prober(self.cfg.nodes.probe, self._mark_dirty,
                                  self.metrics.count_probe)
             self.prober.start()
             self._prober_fresh = True
@@ -245,7 +244,7 @@ class Daemon:
     def _leadership(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
         if leading:
-            self._probe_changed()  # a pass soon: write what the previous leader may not have
+            self._mark_dirty()  # a pass soon: write what the previous leader may not have
 
     @property
     def writes_status(self) -> bool:
@@ -253,7 +252,9 @@ class Daemon:
             return False
         return self.elector is None or self.elector.leading
 
-    def _probe_changed(self) -> None:
+    def _mark_dirty(self) -> None:
+        """One more input changed (a probe result, the leadership, a retry): the next
+        debounced pass recomputes everything."""
         if self.watchers is not None:
             self.watchers.cache.mark_dirty()
 
@@ -422,8 +423,7 @@ class Daemon:
         if exc.stage != "reload" or not isinstance(refused, Plan) or refused.lb is None:
             return
         new = {(li.protocol, li.port) for li in refused.lb.listeners} - self._listening
-        # nginx names the port it could not bind: "bind() to 203.0.113.10:443 failed".
-        named = {int(p) for p in re.findall(r"bind\(\) to \S+:(\d+) failed", str(exc))}
+        named = nginxctl.ports_refused(str(exc))
         if named:
             new = {k for k in new if k[1] in named}
         else:  # no error log to read (the packaged units): who holds a new port now?
@@ -451,7 +451,11 @@ class Daemon:
 
     def _retry_soon(self) -> None:
         """A write failed: make another pass after a while, not in a loop."""
-        timer = threading.Timer(2.0, self._probe_changed)
+        self._pass_after(2.0)
+
+    def _pass_after(self, seconds: float) -> None:
+        """Mark the view dirty `seconds` from now: a pass then, without blocking the loop."""
+        timer = threading.Timer(seconds, self._mark_dirty)
         timer.daemon = True
         timer.start()
 
@@ -477,9 +481,7 @@ class Daemon:
                 self.log.warning("removals held back", detail=h.describe(
                     self.cfg.nodes.max_shrink), confirm_after=self.cfg.nodes.shrink_confirm)
             # A pass once the drop has lasted shrink_confirm, to apply it if it still holds.
-            timer = threading.Timer(self.cfg.nodes.shrink_confirm + 0.01, self._probe_changed)
-            timer.daemon = True
-            timer.start()
+            self._pass_after(self.cfg.nodes.shrink_confirm + 0.01)
 
     def _failed(self, exc: LbsyncError, dirty: Dirty | None, start: float) -> PassRecord:
         assert self.watchers is not None

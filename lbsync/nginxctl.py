@@ -17,6 +17,7 @@ workers; exit 1 if none came.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -225,6 +226,15 @@ def refusal(log: str) -> str:
     # One line per port: "...: bind() to 203.0.113.10:443 failed (98: ...)", then the others.
     ports = list(dict.fromkeys(line[line.index("bind() to "):] for line in in_use))
     return "; ".join([in_use[0], *ports[1:]])
+
+
+_BIND_FAILED = re.compile(r"bind\(\) to \S+:(\d+) failed")
+
+
+def ports_refused(why: str) -> set[int]:
+    """The ports nginx says it could not bind ("bind() to 203.0.113.10:443 failed ..."), in
+    a refusal as `refusal` words it; empty when it names none."""
+    return {int(p) for p in _BIND_FAILED.findall(why)}
 
 
 def _log_since(error_log: Path | None, offset: int) -> str:

@@ -100,6 +100,17 @@ def test_refusal_waits_for_nginxs_own_verdict(log: str, verdict: str) -> None:
     assert nginxctl.refusal(log) == verdict
 
 
+@pytest.mark.parametrize(("log", "ports"), [
+    ("\n".join([BIND.format(443), BIND.format(5432), RETRY, BIND.format(443),
+                BIND.format(5432), GAVE_UP]), {443, 5432}),
+    ("\n".join([BIND.format(443), RETRY, BIND.format(443), GAVE_UP]), {443}),
+    (T + 'unknown directive "sever" in /etc/nginx/lbsync/k8s.servers:1', set()),
+])
+def test_the_ports_a_refusal_names(log: str, ports: set[int]) -> None:
+    """What the daemon leaves out after a refused reload: read from `refusal`'s own words."""
+    assert nginxctl.ports_refused(nginxctl.refusal(log)) == ports
+
+
 TCP_TABLE = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1
